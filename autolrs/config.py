@@ -1,0 +1,249 @@
+"""The one configuration object that holds every constant of the AutoLRS algorithm.
+
+Notation (Jin et al., ICLR 2021):
+
+=========  ===================  =========================================================
+symbol     field                meaning
+=========  ===================  =========================================================
+τ₀         ``stage_steps``      update steps trained with the chosen LR in the first stage
+τ_max      ``max_stage_steps``  cap on τ; τ doubles after every stage until it reaches it
+τ'/τ       ``trial_fraction``   share of a stage's length that each candidate trains for
+k          ``num_candidates``   candidate LRs tried per stage
+κ          ``kappa``            exploration weight of the lower confidence bound μ − κσ
+=========  ===================  =========================================================
+
+A config is frozen and validated on construction, so a bad value fails where it is written and
+not thousands of steps into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autolrs.errors import ConfigError
+
+__all__ = ["AutoLRSConfig", "FirstCandidate", "ChooseBy"]
+
+FirstCandidate = Literal["random", "center"]
+ChooseBy = Literal["posterior_mean", "forecast"]
+
+_FIRST_CANDIDATE_CHOICES = ("random", "center")
+_CHOOSE_BY_CHOICES = ("posterior_mean", "forecast")
+
+
+@dataclass(frozen=True)
+class AutoLRSConfig:
+    """Every constant of the search, validated on construction.
+
+    The defaults are the paper's constants (``stage_steps=1000`` doubling to
+    ``max_stage_steps=8000``, ten candidates, each trained for a tenth of the stage, κ = 1000).
+    They assume runs of about 10⁵ update steps; :meth:`for_budget` scales the stage lengths to a
+    run of known length.
+
+    Args:
+        min_lr: Smallest learning rate the search may choose, for the first param group. > 0.
+        max_lr: Largest learning rate the search may choose. > ``min_lr``.
+        stage_steps: τ₀, the update steps of the first stage. ≥ 1.
+        max_stage_steps: τ_max. τ doubles after each stage and is then clipped to this value.
+            ≥ ``stage_steps``.
+        trial_fraction: τ'/τ, each candidate trains for ``round(τ * trial_fraction)`` steps
+            (at least 1). In (0, 1].
+        num_candidates: k, candidates tried per stage. ≥ 2.
+        kappa: κ of the lower confidence bound μ − κσ that picks the next candidate. ≥ 0; the
+            paper's 1000 makes the acquisition close to pure variance reduction.
+        val_every: Once stages reach ``max_stage_steps`` and a validation function is given,
+            candidates are judged by the validation loss measured after every ``val_every``
+            trial steps. ≥ 1.
+        use_val_loss: Whether to switch to the validation loss at τ_max at all. When False, or
+            when no validation function is given, the training loss is forecast throughout.
+        warmup_steps: Update steps of linear warmup before the first stage; not searched. ≥ 0.
+        warmup_lr: LR reached at the end of warmup; the ramp starts at
+            ``warmup_lr / warmup_steps``. Required when ``warmup_steps > 0``.
+        seed: Seeds every random choice of the search (the first candidate of each stage).
+        first_candidate: ``"random"``: each stage's first candidate is drawn uniformly in log LR
+            (seeded); ``"center"``: the geometric mean of ``min_lr`` and ``max_lr``.
+        choose_by: How the stage LR η* is picked among the explored candidates:
+            ``"posterior_mean"`` (lowest GP posterior mean, the paper) or ``"forecast"``
+            (lowest raw forecast, the authors' code).
+        gp_length_scale: Length scale of the Matérn-5/2 kernel over natural-log LR. > 0.
+        gp_fit_hyperparameters: Fit the kernel's amplitude, length scale and noise by maximum
+            likelihood on normalised targets (the authors' code); when False they stay fixed.
+        keep_last_trial: When the chosen LR is the last candidate tried, keep its trial steps
+            as progress instead of restoring the snapshot and training them again.
+    """
+
+    min_lr: float
+    max_lr: float
+    stage_steps: int = 1000
+    max_stage_steps: int = 8000
+    trial_fraction: float = 0.1
+    num_candidates: int = 10
+    kappa: float = 1000.0
+    val_every: int = 50
+    use_val_loss: bool = True
+    warmup_steps: int = 0
+    warmup_lr: float | None = None
+    seed: int = 0
+    first_candidate: FirstCandidate = "random"
+    choose_by: ChooseBy = "posterior_mean"
+    gp_length_scale: float = 1.0
+    gp_fit_hyperparameters: bool = True
+    keep_last_trial: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive_float("min_lr", self.min_lr)
+        _check_positive_float("max_lr", self.max_lr)
+        if not self.min_lr < self.max_lr:
+            raise ConfigError(
+                f"min_lr must be smaller than max_lr, got min_lr={self.min_lr!r} and "
+                f"max_lr={self.max_lr!r}"
+            )
+        _check_int("stage_steps", self.stage_steps, minimum=1)
+        _check_int("max_stage_steps", self.max_stage_steps, minimum=1)
+        if self.max_stage_steps < self.stage_steps:
+            raise ConfigError(
+                f"max_stage_steps must be >= stage_steps={self.stage_steps}, "
+                f"got {self.max_stage_steps!r}"
+            )
+        _check_float("trial_fraction", self.trial_fraction)
+        if not 0.0 < self.trial_fraction <= 1.0:
+            raise ConfigError(f"trial_fraction must be in (0, 1], got {self.trial_fraction!r}")
+        _check_int("num_candidates", self.num_candidates, minimum=2)
+        _check_float("kappa", self.kappa)
+        if self.kappa < 0:
+            raise ConfigError(f"kappa must be >= 0, got {self.kappa!r}")
+        _check_int("val_every", self.val_every, minimum=1)
+        _check_bool("use_val_loss", self.use_val_loss)
+        _check_int("warmup_steps", self.warmup_steps, minimum=0)
+        if self.warmup_steps > 0:
+            if self.warmup_lr is None:
+                raise ConfigError(
+                    f"warmup_lr is required when warmup_steps > 0 (warmup_steps="
+                    f"{self.warmup_steps}), got None"
+                )
+            _check_positive_float("warmup_lr", self.warmup_lr)
+        elif self.warmup_lr is not None:
+            _check_positive_float("warmup_lr", self.warmup_lr)
+        _check_int("seed", self.seed, minimum=0)
+        if self.first_candidate not in _FIRST_CANDIDATE_CHOICES:
+            raise ConfigError(
+                f"first_candidate must be one of {_FIRST_CANDIDATE_CHOICES}, "
+                f"got {self.first_candidate!r}"
+            )
+        if self.choose_by not in _CHOOSE_BY_CHOICES:
+            raise ConfigError(
+                f"choose_by must be one of {_CHOOSE_BY_CHOICES}, got {self.choose_by!r}"
+            )
+        _check_positive_float("gp_length_scale", self.gp_length_scale)
+        _check_bool("gp_fit_hyperparameters", self.gp_fit_hyperparameters)
+        _check_bool("keep_last_trial", self.keep_last_trial)
+        # Store plain Python numbers (a NumPy scalar passed in must not leak into JSON).
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, int(value))
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, float(value))
+
+    # -- presets ---------------------------------------------------------------------------
+
+    @classmethod
+    def paper(cls, min_lr: float, max_lr: float, **overrides: Any) -> AutoLRSConfig:
+        """The paper's algorithm and constants, with the fixes this library makes to it.
+
+        τ₀ = 1000 doubling to τ_max = 8000, k = 10, τ' = τ/10, κ = 1000, validation every
+        50 steps once τ = τ_max, η* by lowest posterior mean, a seeded random first candidate,
+        and no shortcuts (every candidate's trial steps are rolled back).
+        """
+        return cls(min_lr=min_lr, max_lr=max_lr, **overrides)
+
+    @classmethod
+    def for_budget(
+        cls, total_steps: int, min_lr: float, max_lr: float, **overrides: Any
+    ) -> AutoLRSConfig:
+        """The paper's algorithm with stage lengths scaled to a run of ``total_steps`` updates.
+
+        The paper's τ₀ = 1000 → τ_max = 8000 suits runs of about 10⁵ steps. For a budget of
+        T update steps this uses τ₀ = T/40 and τ_max = T/8, so a run has about ten stages
+        whatever its length, and validates often enough that a trial at τ_max yields 16
+        validation points (``val_every = τ'_max / 16``).
+
+        Args:
+            total_steps: T, the number of update steps the run will train. ≥ 40.
+            min_lr: See the class.
+            max_lr: See the class.
+            **overrides: Any other field, taking precedence over the scaled values.
+        """
+        _check_int("total_steps", total_steps, minimum=40)
+        stage_steps = total_steps // 40
+        max_stage_steps = total_steps // 8
+        fraction = overrides.get("trial_fraction", cls.trial_fraction)
+        max_trial = max(1, round(max_stage_steps * fraction))
+        scaled: dict[str, Any] = {
+            "stage_steps": stage_steps,
+            "max_stage_steps": max_stage_steps,
+            "val_every": max(1, max_trial // 16),
+        }
+        scaled.update(overrides)
+        return cls(min_lr=min_lr, max_lr=max_lr, **scaled)
+
+    # -- derived quantities ----------------------------------------------------------------
+
+    def stage_length(self, stage_index: int) -> int:
+        """τ of stage ``stage_index`` (0-based): τ₀·2^i clipped to τ_max."""
+        if stage_index < 0:
+            raise ConfigError(f"stage_index must be >= 0, got {stage_index!r}")
+        # Doubling saturates long before 2**64; cap the exponent to keep ints small.
+        return min(self.stage_steps * 2 ** min(stage_index, 62), self.max_stage_steps)
+
+    def trial_length(self, stage_steps: int) -> int:
+        """τ' for a stage of ``stage_steps`` update steps: ``round(τ·trial_fraction)``, ≥ 1."""
+        return max(1, min(stage_steps, round(stage_steps * self.trial_fraction)))
+
+    def replace(self, **changes: Any) -> AutoLRSConfig:
+        """A copy with some fields changed, validated like a new config."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AutoLRSConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take defaults."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config data must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config fields {unknown}; valid fields are {sorted(known)}")
+        return cls(**data)
+
+
+def _check_float(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+
+
+def _check_positive_float(name: str, value: object) -> None:
+    _check_float(name, value)
+    if value <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")

@@ -1,0 +1,535 @@
+"""The stage controller: AutoLRS as a pure state machine.
+
+The controller never sees a model. It is fed :class:`~autolrs.core.commands.Report` objects and
+answers each with the commands the training loop must carry out next. One stage runs::
+
+    Snapshot, Train(trial, η₁, τ')            -> report -> forecast y₁, GP observes (ln η₁, y₁)
+    Restore,  Train(trial, η₂, τ')            -> report -> ...            (k candidates in all)
+    Restore,  Train(stage, η*, τ)             -> report -> stage done, τ doubles up to τ_max
+
+``η*`` is the explored candidate with the lowest GP posterior mean (or raw forecast). Candidates
+are judged by the training loss until τ reaches τ_max, then by the validation loss measured every
+``val_every`` trial steps, when the loop can evaluate one.
+
+Step accounting: *update steps* are steps whose progress is kept (warmup and stage training);
+*search steps* are executed steps that were rolled back (every candidate trial, and a stage
+training that diverged). A diverged stage is rolled back to the stage's snapshot and trained
+again with the next-best candidate, so its steps move to the search count.
+
+The whole state (config, counters, history, the pending command and the last reply) converts to
+plain JSON-able data and back exactly (:meth:`Controller.state_dict`), so a restored controller
+makes the same decisions as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from autolrs.config import AutoLRSConfig
+from autolrs.core.commands import (
+    Command,
+    Phase,
+    Report,
+    Restore,
+    Snapshot,
+    Train,
+    command_from_dict,
+)
+from autolrs.core.forecast import forecast
+from autolrs.core.history import CandidateRecord, Metric, StageRecord, StageRestart
+from autolrs.core.search import GPSearch, Observation
+from autolrs.errors import ConfigError, DivergenceError, ProtocolError
+
+__all__ = ["Controller", "STATE_VERSION", "stage_observations"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the layout of :meth:`Controller.state_dict`; bumped on incompatible changes.
+STATE_VERSION = 1
+
+
+class Controller:
+    """Decides every LR of an AutoLRS run, one report at a time.
+
+    Args:
+        config: The algorithm's constants.
+        validation: Whether the training loop can measure a validation loss. Without one the
+            training loss is forecast in every stage.
+
+    Example:
+        >>> from autolrs import AutoLRSConfig
+        >>> from autolrs.core import Controller, Report
+        >>> ctl = Controller(AutoLRSConfig(min_lr=1e-3, max_lr=1.0, stage_steps=20), validation=False)
+        >>> cmds = ctl.start()
+        >>> [type(c).__name__ for c in cmds]
+        ['Snapshot', 'Train']
+        >>> cmds[-1].phase, cmds[-1].steps
+        ('trial', 2)
+        >>> cmds = ctl.report(Report(seq=cmds[-1].seq, losses=[1.0, 0.9]))
+        >>> [type(c).__name__ for c in cmds]
+        ['Restore', 'Train']
+    """
+
+    def __init__(self, config: AutoLRSConfig, *, validation: bool) -> None:
+        if not isinstance(config, AutoLRSConfig):
+            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
+        if not isinstance(validation, bool):
+            raise ConfigError(f"validation must be True or False, got {validation!r}")
+        self._config = config
+        self._validation = validation
+        self._search = _make_search(config)
+        self._seq = -1
+        self._pending: Train | None = None
+        self._last_reply: list[Command] = []
+        self._stage_index = -1
+        self._update_steps = 0
+        self._search_steps = 0
+        self._evaluations = 0
+        self._history: list[StageRecord] = []
+
+    # -- read-only views ---------------------------------------------------------------------
+
+    @property
+    def config(self) -> AutoLRSConfig:
+        """The algorithm's constants."""
+        return self._config
+
+    @property
+    def validation(self) -> bool:
+        """Whether the training loop can measure a validation loss."""
+        return self._validation
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has been called."""
+        return self._seq >= 0
+
+    @property
+    def pending(self) -> Train | None:
+        """The :class:`Train` command awaiting its report; None before :meth:`start`."""
+        return self._pending
+
+    @property
+    def last_reply(self) -> list[Command]:
+        """The commands returned by the latest :meth:`start` or :meth:`report` call."""
+        return list(self._last_reply)
+
+    @property
+    def phase(self) -> Phase | None:
+        """Phase of the pending command (``"warmup"``, ``"trial"`` or ``"stage"``)."""
+        return None if self._pending is None else self._pending.phase
+
+    @property
+    def stage_index(self) -> int:
+        """0-based index of the current stage; -1 before the first stage (e.g. in warmup)."""
+        return self._stage_index
+
+    @property
+    def update_steps(self) -> int:
+        """Steps kept as progress (warmup and stage training) by reports received so far."""
+        return self._update_steps
+
+    @property
+    def search_steps(self) -> int:
+        """Executed steps rolled back (trials, diverged stages) by reports received so far."""
+        return self._search_steps
+
+    @property
+    def evaluations(self) -> int:
+        """Validation-loss measurements requested and reported so far."""
+        return self._evaluations
+
+    @property
+    def history(self) -> list[StageRecord]:
+        """One record per stage begun, the current one last. Do not mutate."""
+        return self._history
+
+    @property
+    def metric(self) -> Metric:
+        """Loss that judges the current stage's candidates."""
+        return self._metric_for(max(self._stage_index, 0))
+
+    def schedule(self) -> list[tuple[int, float]]:
+        """The LR found so far as ``(first update step, lr)`` segments, warmup excluded."""
+        return [
+            (stage.start_update_step, stage.chosen_lr)
+            for stage in self._history
+            if stage.chosen_lr is not None
+        ]
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    def start(self) -> list[Command]:
+        """First commands of the run: the warmup ramp, or the first stage's snapshot and trial."""
+        if self.started:
+            raise ProtocolError("start() was already called; feed reports with report()")
+        if self._config.warmup_steps > 0:
+            peak = float(self._config.warmup_lr)  # type: ignore[arg-type]  # checked by config
+            steps = self._config.warmup_steps
+            reply: list[Command] = [self._train("warmup", steps, peak / steps, end_lr=peak)]
+            logger.info("warmup: %d steps ramping the LR linearly to %.4g", steps, peak)
+        else:
+            reply = self._begin_stage()
+        return self._reply(reply)
+
+    def report(self, report: Report) -> list[Command]:
+        """Take the measurements for the pending command and return the next commands.
+
+        Raises:
+            ProtocolError: The report does not answer the pending command (wrong ``seq``,
+                wrong number of losses, or stopped early without a reason).
+            DivergenceError: The loss became non-finite during warmup, or during stage
+                training at the fallback LR used when every candidate diverged. The loop
+                should restore its snapshot (if any) and stop.
+        """
+        command = self._pending
+        if command is None:
+            raise ProtocolError("report() before start(): call start() first")
+        losses, val_losses = _validate_report(command, report)
+        if command.phase == "warmup":
+            reply = self._finish_warmup(command, losses)
+        elif command.phase == "trial":
+            reply = self._finish_trial(command, losses, val_losses)
+        else:
+            reply = self._finish_stage(command, losses, val_losses)
+        return self._reply(reply)
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def _finish_warmup(self, command: Train, losses: list[float]) -> list[Command]:
+        if len(losses) < command.steps:
+            raise DivergenceError(
+                f"the loss became {losses[-1]} at warmup step {self._update_steps + len(losses)}"
+                f" (warmup_lr={self._config.warmup_lr}); warmup is not searched, so lower "
+                "warmup_lr or lengthen warmup_steps"
+            )
+        self._update_steps += len(losses)
+        return self._begin_stage()
+
+    def _begin_stage(self) -> list[Command]:
+        self._stage_index += 1
+        index = self._stage_index
+        stage_steps = self._config.stage_length(index)
+        self._history.append(
+            StageRecord(
+                index=index,
+                start_update_step=self._update_steps,
+                start_total_step=self._update_steps + self._search_steps,
+                stage_steps=stage_steps,
+                trial_steps=self._config.trial_length(stage_steps),
+                metric=self._metric_for(index),
+            )
+        )
+        return [Snapshot(), self._next_trial()]
+
+    def _next_trial(self) -> Train:
+        stage = self._history[-1]
+        seed = int(np.random.SeedSequence([self._config.seed, stage.index]).generate_state(1)[0])
+        lr = self._search.propose(stage_observations(stage), seed=seed)
+        eval_every = self._config.val_every if stage.metric == "val" else 0
+        return self._train("trial", stage.trial_steps, lr, eval_every=eval_every)
+
+    def _finish_trial(
+        self, command: Train, losses: list[float], val_losses: list[float]
+    ) -> list[Command]:
+        stage = self._history[-1]
+        self._search_steps += len(losses)
+        self._evaluations += len(val_losses)
+        stage.candidates.append(self._judge(stage, command, losses, val_losses))
+
+        if len(stage.candidates) < self._config.num_candidates:
+            return [Restore(), self._next_trial()]
+        return self._choose(stage)
+
+    def _judge(
+        self, stage: StageRecord, command: Train, losses: list[float], val_losses: list[float]
+    ) -> CandidateRecord:
+        """Forecast the loss a finished trial would reach at the end of the stage."""
+        if stage.metric == "val":
+            curve = val_losses
+            steps = [command.eval_every * (i + 1) for i in range(len(val_losses))]
+        else:
+            curve = losses
+            steps = list(range(1, len(losses) + 1))
+        number = len(stage.candidates) + 1
+
+        if len(losses) < command.steps or not all(math.isfinite(x) for x in curve):
+            logger.warning(
+                "stage %d candidate %d/%d lr=%.4g diverged after %d steps (loss %s); "
+                "restoring the snapshot",
+                stage.index,
+                number,
+                self._config.num_candidates,
+                command.lr,
+                len(losses),
+                losses[-1],
+            )
+            return CandidateRecord(
+                lr=command.lr,
+                steps=len(losses),
+                loss_steps=steps,
+                losses=curve,
+                forecast=None,
+                forecast_ok=False,
+                reason="non_finite",
+            )
+
+        result = forecast(steps, curve, horizon=stage.stage_steps)
+        if not result.ok:
+            logger.warning(
+                "stage %d candidate %d lr=%.4g: exponential fit failed (%s); using the "
+                "smoothed last value %.4g as its forecast",
+                stage.index,
+                number,
+                command.lr,
+                result.reason,
+                result.value,
+            )
+        logger.debug(
+            "stage %d candidate %d/%d lr=%.4g forecast=%.5g",
+            stage.index,
+            number,
+            self._config.num_candidates,
+            command.lr,
+            result.value,
+        )
+        return CandidateRecord(
+            lr=command.lr,
+            steps=len(losses),
+            loss_steps=steps,
+            losses=curve,
+            forecast=float(result.value),
+            forecast_ok=result.ok,
+            reason=result.reason,
+            fit=(float(result.a), float(result.b), float(result.c)) if result.ok else None,
+        )
+
+    def _choose(self, stage: StageRecord) -> list[Command]:
+        """Pick η* among the explored candidates and start the stage's training with it."""
+        choice = self._search.choose(stage_observations(stage), by=self._config.choose_by)
+        stage.chosen_lr = choice.lr
+        stage.chosen_forecast = choice.predicted
+        stage.choice_reason = choice.reason
+        eval_every = stage.stage_steps if stage.metric == "val" else 0
+
+        last = len(stage.candidates) - 1
+        keep = (
+            self._config.keep_last_trial
+            and not stage.restarts
+            and choice.index == last
+            and stage.candidates[last].steps == stage.trial_steps
+            and stage.trial_steps < stage.stage_steps
+        )
+        if keep:
+            # The model already holds the chosen candidate's τ' steps: they become progress.
+            self._search_steps -= stage.trial_steps
+            self._update_steps += stage.trial_steps
+            remaining = stage.stage_steps - stage.trial_steps
+            reply: list[Command] = [self._train("stage", remaining, choice.lr, eval_every)]
+        else:
+            reply = [Restore(), self._train("stage", stage.stage_steps, choice.lr, eval_every)]
+
+        if choice.reason:
+            logger.warning(
+                "stage %d: no candidate gave a usable forecast (%s); training %d steps at "
+                "lr=%.4g",
+                stage.index,
+                choice.reason,
+                stage.stage_steps,
+                choice.lr,
+            )
+        else:
+            logger.info(
+                "stage %d: chose lr=%.4g (predicted %s loss %.5g at step %d) among %d "
+                "candidates; training %d steps%s",
+                stage.index,
+                choice.lr,
+                stage.metric,
+                choice.predicted,
+                stage.stage_steps,
+                len(stage.candidates),
+                stage.stage_steps,
+                " (kept the last trial's steps)" if keep else "",
+            )
+        return reply
+
+    def _finish_stage(
+        self, command: Train, losses: list[float], val_losses: list[float]
+    ) -> list[Command]:
+        stage = self._history[-1]
+        self._evaluations += len(val_losses)
+        if len(losses) < command.steps:
+            return self._restart_stage(stage, command, losses)
+
+        self._update_steps += len(losses)
+        if stage.metric == "val":
+            reached = val_losses[-1] if val_losses else math.nan
+        else:
+            reached = float(np.mean(losses[-stage.trial_steps :]))
+        stage.final_loss = reached if math.isfinite(reached) else None
+        logger.info(
+            "stage %d done at update step %d: %s loss %.5g (predicted %s)",
+            stage.index,
+            self._update_steps,
+            stage.metric,
+            reached,
+            "n/a" if stage.chosen_forecast is None else f"{stage.chosen_forecast:.5g}",
+        )
+        return self._begin_stage()
+
+    def _restart_stage(
+        self, stage: StageRecord, command: Train, losses: list[float]
+    ) -> list[Command]:
+        """Stage training diverged: roll back to the snapshot and use the next-best LR."""
+        self._search_steps += len(losses)
+        stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason="non_finite"))
+        if stage.choice_reason == "all_failed":
+            raise DivergenceError(
+                f"stage {stage.index}: the loss became {losses[-1]} after {len(losses)} steps "
+                f"even at min_lr={self._config.min_lr} after every candidate diverged; the "
+                "model or data produce non-finite losses at any LR in the search range"
+            )
+        logger.warning(
+            "stage %d: training at lr=%.4g diverged after %d steps (loss %s); restoring the "
+            "stage snapshot and choosing again",
+            stage.index,
+            command.lr,
+            len(losses),
+            losses[-1],
+        )
+        stage.chosen_lr = None
+        stage.chosen_forecast = None
+        return self._choose(stage)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _metric_for(self, stage_index: int) -> Metric:
+        at_max = self._config.stage_length(stage_index) >= self._config.max_stage_steps
+        use_val = self._validation and self._config.use_val_loss and at_max
+        return "val" if use_val else "train"
+
+    def _train(
+        self, phase: Phase, steps: int, lr: float, eval_every: int = 0, *, end_lr: float | None = None
+    ) -> Train:
+        self._seq += 1
+        return Train(
+            seq=self._seq,
+            phase=phase,
+            steps=steps,
+            lr=float(lr),
+            end_lr=float(lr if end_lr is None else end_lr),
+            eval_every=eval_every,
+        )
+
+    def _reply(self, commands: list[Command]) -> list[Command]:
+        last = commands[-1]
+        assert isinstance(last, Train), "every reply must end with a Train command"
+        self._pending = last
+        self._last_reply = list(commands)
+        return list(commands)
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state as plain JSON-able data (dicts, lists, str, int, float, bool, None)."""
+        return {
+            "version": STATE_VERSION,
+            "config": self._config.to_dict(),
+            "validation": self._validation,
+            "seq": self._seq,
+            "stage_index": self._stage_index,
+            "update_steps": self._update_steps,
+            "search_steps": self._search_steps,
+            "evaluations": self._evaluations,
+            "last_reply": [c.to_dict() for c in self._last_reply],
+            "history": [s.to_dict() for s in self._history],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Controller:
+        """Rebuild a controller from :meth:`state_dict`'s output."""
+        if not isinstance(state, dict):
+            raise ConfigError(f"state must be a dict, got {type(state).__name__}")
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise ConfigError(
+                f"controller state version {version!r} is not supported; this autolrs reads "
+                f"version {STATE_VERSION}"
+            )
+        controller = cls(AutoLRSConfig.from_dict(state["config"]), validation=state["validation"])
+        controller._seq = int(state["seq"])
+        controller._stage_index = int(state["stage_index"])
+        controller._update_steps = int(state["update_steps"])
+        controller._search_steps = int(state["search_steps"])
+        controller._evaluations = int(state["evaluations"])
+        controller._history = [StageRecord.from_dict(s) for s in state["history"]]
+        controller._last_reply = [command_from_dict(c) for c in state["last_reply"]]
+        if controller._last_reply:
+            last = controller._last_reply[-1]
+            if not isinstance(last, Train):
+                raise ConfigError("state's last_reply must end with a train command")
+            controller._pending = last
+        return controller
+
+
+def _make_search(config: AutoLRSConfig) -> GPSearch:
+    return GPSearch(
+        config.min_lr,
+        config.max_lr,
+        kappa=config.kappa,
+        length_scale=config.gp_length_scale,
+        fit_hyperparameters=config.gp_fit_hyperparameters,
+        first_candidate=config.first_candidate,
+    )
+
+
+def stage_observations(stage: StageRecord) -> list[Observation]:
+    """The GP's data for ``stage``; an LR whose stage training diverged counts as failed."""
+    diverged = {restart.lr for restart in stage.restarts}
+    return [
+        Observation(lr=c.lr, value=None if c.lr in diverged else c.forecast)
+        for c in stage.candidates
+    ]
+
+
+def _validate_report(command: Train, report: Report) -> tuple[list[float], list[float]]:
+    """Check that ``report`` answers ``command``; return its losses as lists of floats."""
+    if not isinstance(report, Report):
+        raise ProtocolError(f"report must be a Report, got {type(report).__name__}")
+    if report.seq != command.seq:
+        raise ProtocolError(
+            f"report answers command seq={report.seq}, but the pending command is "
+            f"seq={command.seq}"
+        )
+    losses = [float(x) for x in report.losses]
+    val_losses = [float(x) for x in report.val_losses]
+    executed = len(losses)
+    if executed == 0 or executed > command.steps:
+        raise ProtocolError(
+            f"report seq={command.seq} must carry between 1 and {command.steps} losses, "
+            f"got {executed}"
+        )
+
+    stopped_by_loss = command.should_abort(losses[-1])
+    stopped_by_val = bool(val_losses) and not math.isfinite(val_losses[-1])
+    if executed < command.steps and not (stopped_by_loss or stopped_by_val):
+        raise ProtocolError(
+            f"report seq={command.seq} stopped after {executed} of {command.steps} steps, "
+            "but its last loss gives no reason to stop early"
+        )
+
+    # No evaluation follows a step whose loss stopped the command.
+    evaluated_steps = executed - 1 if stopped_by_loss else executed
+    expected = evaluated_steps // command.eval_every if command.eval_every else 0
+    if len(val_losses) != expected:
+        raise ProtocolError(
+            f"report seq={command.seq} must carry {expected} validation losses for "
+            f"{executed} executed steps with eval_every={command.eval_every}, "
+            f"got {len(val_losses)}"
+        )
+    return losses, val_losses
+

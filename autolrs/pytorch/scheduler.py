@@ -1,0 +1,441 @@
+"""AutoLRS for a plain PyTorch training loop.
+
+:class:`AutoLRS` speaks the ``torch.optim.lr_scheduler`` dialect (``step``, ``get_last_lr``,
+``state_dict``/``load_state_dict``) and carries out the commands of the framework-free
+:class:`~autolrs.core.controller.Controller`: it snapshots and restores the model and optimizer,
+sets the LR, records every loss, and evaluates the validation function when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import torch
+
+from autolrs.config import AutoLRSConfig
+from autolrs.core.commands import Command, Phase, Report, Restore, Snapshot, Train
+from autolrs.core.controller import Controller
+from autolrs.core.history import StageRecord
+from autolrs.errors import AutoLRSError, ConfigError, DivergenceError, ProtocolError
+from autolrs.pytorch.snapshot import DiskSnapshot, MemorySnapshot, SnapshotStore, cpu_copy
+
+__all__ = ["AutoLRS", "Stateful"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the layout of :meth:`AutoLRS.state_dict`.
+STATE_FORMAT = 1
+
+
+class Stateful(Protocol):
+    """Anything with ``state_dict`` / ``load_state_dict``, e.g. a ``GradScaler`` or an EMA."""
+
+    def state_dict(self) -> dict[str, Any]: ...  # noqa: D102
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any: ...  # noqa: D102
+
+
+class AutoLRS:
+    """Searches the learning-rate schedule while the model trains.
+
+    Call :meth:`step` once after every ``optimizer.step()`` with that step's loss. Between two
+    calls, :meth:`step` may restore the model and optimizer from a snapshot and change the LR;
+    the training loop just keeps going. Budgets are best counted in :attr:`update_steps`, the
+    steps whose progress is kept::
+
+        scheduler = AutoLRS(optimizer, model, min_lr=1e-3, max_lr=1e-1, val_fn=evaluate,
+                            total_steps=20_000)
+        while scheduler.update_steps < 20_000:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step(loss)
+
+    ``min_lr``, ``max_lr`` and every chosen LR refer to the first param group; the other groups
+    keep the ratio of their initial LR to the first group's.
+
+    Args:
+        optimizer: Any ``torch.optim.Optimizer``; its LRs are overwritten from now on.
+        model: The module being trained; its ``state_dict`` is snapshotted and restored.
+        min_lr: Smallest LR the search may choose (> 0). Required unless ``config`` is given.
+        max_lr: Largest LR the search may choose (> ``min_lr``). Required unless ``config``
+            is given.
+        val_fn: Zero-argument callable returning a validation loss as a float, measured on a
+            small fixed subset (the paper uses 10 mini-batches). It is called in eval mode
+            under ``torch.no_grad()``. Without it the training loss is forecast throughout.
+        config: The algorithm's constants. Default: :meth:`AutoLRSConfig.for_budget` when
+            ``total_steps`` is given, else the paper's constants.
+        total_steps: Update steps the run will train; scales the stage lengths (see
+            :meth:`AutoLRSConfig.for_budget`). Not allowed together with ``config``.
+        snapshot: ``"memory"`` (a CPU copy, the default) or ``"disk"``.
+        snapshot_dir: Folder for disk snapshots; required with ``snapshot="disk"``.
+        extra_state: Further objects to snapshot and restore with the model, by name.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        model: torch.nn.Module,
+        min_lr: float | None = None,
+        max_lr: float | None = None,
+        val_fn: Callable[[], float] | None = None,
+        *,
+        config: AutoLRSConfig | None = None,
+        total_steps: int | None = None,
+        snapshot: str = "memory",
+        snapshot_dir: str | os.PathLike[str] | None = None,
+        extra_state: Mapping[str, Stateful] | None = None,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if not optimizer.param_groups:
+            raise ConfigError("optimizer has no param groups: give it the model's parameters")
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if val_fn is not None and not callable(val_fn):
+            raise ConfigError(f"val_fn must be callable or None, got {type(val_fn).__name__}")
+
+        self.optimizer = optimizer
+        self.model = model
+        self.val_fn = val_fn
+        self._config = _resolve_config(config, min_lr, max_lr, total_steps)
+        self._store = _make_store(snapshot, snapshot_dir)
+        self._extra: dict[str, Stateful] = {}
+        for name, obj in (extra_state or {}).items():
+            self.register_state(name, obj)
+        self._ratios = _group_ratios(optimizer)
+        self._last_lr = [float(_lr_value(group["lr"])) for group in optimizer.param_groups]
+
+        self._optimizer_steps = 0
+        optimizer.register_step_post_hook(self._count_optimizer_step)
+        self._val_calls = 0
+
+        # Progress through the pending Train command.
+        self._done = 0
+        self._losses: list[float] = []
+        self._val_losses: list[float] = []
+
+        self.controller = Controller(self._config, validation=val_fn is not None)
+        self._execute(self.controller.start())
+
+    # -- the scheduler protocol --------------------------------------------------------------
+
+    def step(self, loss: float | torch.Tensor) -> None:
+        """Record the loss of the optimizer step just taken, then act on the search's commands.
+
+        Args:
+            loss: That step's training loss: a float or a one-element tensor.
+
+        Raises:
+            DivergenceError: Training produced non-finite losses where no other LR is left to
+                try (during warmup, or at ``min_lr`` after every candidate diverged). The model
+                has been restored to the last snapshot when one exists.
+        """
+        value = _loss_value(loss)
+        if self._optimizer_steps == 0:
+            raise AutoLRSError(
+                "scheduler.step(loss) was called before any optimizer.step(): call it after "
+                "each optimizer step"
+            )
+        command = self.controller.pending
+        assert command is not None  # start() was called in __init__
+
+        index = self._done
+        self._losses.append(value)
+        self._done += 1
+        stop = command.should_abort(value)
+        if not stop and command.evaluates_after(index):
+            val = self._evaluate()
+            self._val_losses.append(val)
+            stop = not math.isfinite(val)
+
+        if stop or self._done == command.steps:
+            report = Report(seq=command.seq, losses=self._losses, val_losses=self._val_losses)
+            try:
+                commands = self.controller.report(report)
+            except DivergenceError:
+                if not self._store.empty:
+                    self._restore()
+                raise
+            self._execute(commands)
+        else:
+            self._set_lr(command.lr_at(self._done))
+
+    def get_last_lr(self) -> list[float]:
+        """LR of each param group for the next optimizer step."""
+        return list(self._last_lr)
+
+    def register_state(self, name: str, obj: Stateful) -> None:
+        """Snapshot and restore ``obj`` (anything with ``state_dict``) along with the model.
+
+        Takes effect from the next snapshot, i.e. the next stage.
+        """
+        if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            raise ConfigError(
+                f"extra state {name!r} must have state_dict() and load_state_dict(), got "
+                f"{type(obj).__name__}"
+            )
+        if name in ("model", "optimizer") or name in self._extra:
+            raise ConfigError(f"extra state name {name!r} is already taken")
+        self._extra[name] = obj
+
+    # -- what the user can read --------------------------------------------------------------
+
+    @property
+    def config(self) -> AutoLRSConfig:
+        """The algorithm's constants in use."""
+        return self._config
+
+    @property
+    def phase(self) -> Phase:
+        """Kind of the next step: ``"warmup"``, ``"trial"`` (a candidate, rolled back after) or
+        ``"stage"`` (training with the chosen LR)."""
+        phase = self.controller.phase
+        assert phase is not None
+        return phase
+
+    @property
+    def update_steps(self) -> int:
+        """Steps whose progress is kept: warmup and stage training."""
+        in_progress = self._done if self.phase != "trial" else 0
+        return self.controller.update_steps + in_progress
+
+    @property
+    def search_steps(self) -> int:
+        """Executed steps that were, or will be, rolled back: candidate trials, diverged stages."""
+        in_progress = self._done if self.phase == "trial" else 0
+        return self.controller.search_steps + in_progress
+
+    @property
+    def total_steps(self) -> int:
+        """Every optimizer step reported so far: ``update_steps + search_steps``."""
+        return self.update_steps + self.search_steps
+
+    @property
+    def evaluations(self) -> int:
+        """Calls of ``val_fn`` so far."""
+        return self._val_calls
+
+    @property
+    def stage(self) -> int:
+        """0-based index of the current stage; -1 during warmup."""
+        return self.controller.stage_index
+
+    @property
+    def history(self) -> list[StageRecord]:
+        """One record per stage begun, the current one last: candidates, forecasts, choice."""
+        return self.controller.history
+
+    def schedule(self) -> list[tuple[int, float]]:
+        """The LR found so far as ``(first update step, lr)`` segments, warmup excluded."""
+        return self.controller.schedule()
+
+    # -- checkpointing -----------------------------------------------------------------------
+
+    def state_dict(self, *, include_snapshot: bool = True) -> dict[str, Any]:
+        """Everything needed to continue the search exactly where it is.
+
+        Args:
+            include_snapshot: Include the stage snapshot (a copy of model and optimizer state).
+                Without it, a run resumed in the middle of a stage's search cannot roll back to
+                the stage start; :meth:`load_state_dict` then starts a new stage from the
+                loaded weights.
+        """
+        snapshot = None
+        if include_snapshot and not self._store.empty:
+            snapshot = cpu_copy(self._store.load())
+        return {
+            "format": STATE_FORMAT,
+            "controller": self.controller.state_dict(),
+            "progress": {
+                "done": self._done,
+                "losses": list(self._losses),
+                "val_losses": list(self._val_losses),
+            },
+            "ratios": list(self._ratios),
+            "val_calls": self._val_calls,
+            "optimizer_steps": self._optimizer_steps,
+            "snapshot": snapshot,
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output. Load the model and optimizer yourself."""
+        if state_dict.get("format") != STATE_FORMAT:
+            raise ConfigError(
+                f"scheduler state format {state_dict.get('format')!r} is not supported; "
+                f"expected {STATE_FORMAT}"
+            )
+        controller = Controller.from_state_dict(state_dict["controller"])
+        if controller.config != self._config:
+            raise ConfigError(
+                "the checkpoint's AutoLRS config differs from this scheduler's in "
+                f"{_config_diff(controller.config, self._config)}; build the scheduler with "
+                "the same config to resume"
+            )
+        progress = state_dict["progress"]
+        self.controller = controller
+        self._done = int(progress["done"])
+        self._losses = [float(x) for x in progress["losses"]]
+        self._val_losses = [float(x) for x in progress["val_losses"]]
+        self._ratios = [float(r) for r in state_dict["ratios"]]
+        self._val_calls = int(state_dict["val_calls"])
+        self._optimizer_steps = max(self._optimizer_steps, int(state_dict["optimizer_steps"]))
+        if state_dict["snapshot"] is not None:
+            self._store.save(state_dict["snapshot"])
+        else:
+            self._recover_without_snapshot()
+        command = self.controller.pending
+        assert command is not None
+        self._set_lr(command.lr_at(self._done))
+
+    # -- carrying out commands ---------------------------------------------------------------
+
+    def _execute(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, Snapshot):
+                self._store.save(self._gather_state())
+            elif isinstance(command, Restore):
+                self._restore()
+            elif isinstance(command, Train):
+                self._done = 0
+                self._losses = []
+                self._val_losses = []
+                self._set_lr(command.lr_at(0))
+            else:  # pragma: no cover - the controller only issues the three kinds above
+                raise ProtocolError(f"unknown command {command!r}")
+
+    def _gather_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "extra": {name: obj.state_dict() for name, obj in self._extra.items()},
+        }
+
+    def _restore(self) -> None:
+        state = self._store.load()
+        # Module.load_state_dict copies into the parameters, but Optimizer.load_state_dict (and
+        # arbitrary registered objects) may keep the given tensors, which later steps update in
+        # place: hand those a copy so the snapshot stays intact for the next restore.
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(cpu_copy(state["optimizer"]))
+        for name, obj in self._extra.items():
+            if name in state["extra"]:
+                obj.load_state_dict(cpu_copy(state["extra"][name]))
+
+    def _recover_without_snapshot(self) -> None:
+        """A checkpoint without snapshot: the weights as loaded become the snapshot."""
+        if self.controller.phase == "trial":
+            logger.warning(
+                "the checkpoint holds no snapshot while stage %d is mid-search; the remaining "
+                "candidates start from the weights as loaded, not from the stage start",
+                self.controller.stage_index,
+            )
+        self._store.save(self._gather_state())
+
+    def _evaluate(self) -> float:
+        assert self.val_fn is not None  # the controller only asks when validation is possible
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                value = self.val_fn()
+        except Exception:
+            if self._val_calls == 0:
+                raise  # the first call failing is a bug in the caller's code, not bad luck
+            logger.warning("val_fn raised; treating this evaluation as non-finite", exc_info=True)
+            value = math.nan
+        finally:
+            self.model.train(was_training)
+            self._val_calls += 1
+        return _loss_value(value, name="val_fn's return value")
+
+    def _set_lr(self, lr: float) -> None:
+        for group, ratio in zip(self.optimizer.param_groups, self._ratios, strict=True):
+            value = lr * ratio
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+        self._last_lr = [lr * ratio for ratio in self._ratios]
+
+    def _count_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kw: Any) -> None:
+        self._optimizer_steps += 1
+
+
+def _resolve_config(
+    config: AutoLRSConfig | None,
+    min_lr: float | None,
+    max_lr: float | None,
+    total_steps: int | None,
+) -> AutoLRSConfig:
+    if config is not None:
+        if not isinstance(config, AutoLRSConfig):
+            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
+        if total_steps is not None:
+            raise ConfigError(
+                "total_steps cannot be combined with config: build the config with "
+                "AutoLRSConfig.for_budget(total_steps, ...) instead"
+            )
+        changes = {k: v for k, v in (("min_lr", min_lr), ("max_lr", max_lr)) if v is not None}
+        return config.replace(**changes) if changes else config
+    if min_lr is None or max_lr is None:
+        raise ConfigError(
+            f"min_lr and max_lr are required when no config is given, got min_lr={min_lr!r}, "
+            f"max_lr={max_lr!r}"
+        )
+    if total_steps is not None:
+        return AutoLRSConfig.for_budget(total_steps, min_lr, max_lr)
+    return AutoLRSConfig(min_lr=min_lr, max_lr=max_lr)
+
+
+def _make_store(kind: str, directory: str | os.PathLike[str] | None) -> SnapshotStore:
+    if kind == "memory":
+        return MemorySnapshot()
+    if kind == "disk":
+        if directory is None:
+            raise ConfigError('snapshot="disk" needs snapshot_dir, got None')
+        return DiskSnapshot(directory)
+    raise ConfigError(f"snapshot must be 'memory' or 'disk', got {kind!r}")
+
+
+def _lr_value(lr: float | torch.Tensor) -> float:
+    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each group's initial LR relative to the first group's (1.0 when that one is 0)."""
+    initial = [_lr_value(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+    if initial[0] <= 0:
+        return [1.0] * len(initial)
+    return [lr / initial[0] for lr in initial]
+
+
+def _loss_value(loss: Any, name: str = "loss") -> float:
+    """A Python float from a float, an int or a one-element tensor."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ConfigError(
+                f"{name} must be a float or a one-element tensor, got a tensor of shape "
+                f"{tuple(loss.shape)}; reduce it (e.g. .mean()) first"
+            )
+        return float(loss.detach().item())
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        try:
+            return float(loss)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{name} must be a float or a one-element tensor, got {type(loss).__name__}"
+            ) from None
+    return float(loss)
+
+
+def _config_diff(a: AutoLRSConfig, b: AutoLRSConfig) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k} ({da[k]!r} vs {db[k]!r})" for k in da if da[k] != db[k])

@@ -1,0 +1,309 @@
+"""The stage controller, driven by synthetic loss curves with a known best LR."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from autolrs import AutoLRSConfig, DivergenceError, ProtocolError
+from autolrs.core import Controller, Report, Restore, Snapshot, Train
+
+BEST_LR = 0.03
+
+
+def bowl_curve(lr: float, steps: int, start: float = 2.0) -> list[float]:
+    """Exponential decay towards a floor that is lowest at BEST_LR (a bowl in log LR)."""
+    floor = 0.5 + 0.2 * (math.log10(lr) - math.log10(BEST_LR)) ** 2
+    t = np.arange(1, steps + 1)
+    return list(floor + (start - floor) * np.exp(-t / max(steps, 1)))
+
+
+LossFn = Callable[[Train], list[float]]
+
+
+def answer(command: Train, loss_fn: LossFn = lambda c: bowl_curve(c.lr, c.steps)) -> Report:
+    """Report every step of ``command`` with ``loss_fn``'s curve, validating when asked."""
+    losses = loss_fn(command)
+    n = len(losses)
+    if n < command.steps:  # stopped early: no evaluation after the stopping step
+        evaluated = n - 1
+    else:
+        evaluated = n
+    count = evaluated // command.eval_every if command.eval_every else 0
+    val = [losses[(i + 1) * command.eval_every - 1] + 0.01 for i in range(count)]
+    return Report(seq=command.seq, losses=losses, val_losses=val)
+
+
+def small_config(**changes) -> AutoLRSConfig:
+    base = dict(
+        min_lr=1e-3,
+        max_lr=1.0,
+        stage_steps=20,
+        max_stage_steps=80,
+        trial_fraction=0.25,
+        num_candidates=4,
+        val_every=2,
+        gp_fit_hyperparameters=False,
+    )
+    base.update(changes)
+    return AutoLRSConfig(**base)
+
+
+def run(controller: Controller, reports: int, loss_fn: LossFn | None = None) -> list[list]:
+    """Drive ``controller`` for ``reports`` round trips; return every reply."""
+    replies = [controller.start()] if not controller.started else []
+    for _ in range(reports):
+        pending = controller.pending
+        report = answer(pending) if loss_fn is None else answer(pending, loss_fn)
+        replies.append(controller.report(report))
+    return replies
+
+
+def kinds(commands: list) -> list[str]:
+    return [type(c).__name__ for c in commands]
+
+
+def test_one_stage_issues_snapshot_k_trials_then_restore_and_stage_training():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    replies = run(controller, config.num_candidates + 1)
+
+    assert kinds(replies[0]) == ["Snapshot", "Train"]
+    assert [c.phase for c in replies[0] if isinstance(c, Train)] == ["trial"]
+    for reply in replies[1 : config.num_candidates]:
+        assert kinds(reply) == ["Restore", "Train"]
+        assert reply[-1].phase == "trial" and reply[-1].steps == 5
+    stage_reply = replies[config.num_candidates]
+    assert kinds(stage_reply) == ["Restore", "Train"]
+    assert stage_reply[-1].phase == "stage" and stage_reply[-1].steps == 20
+    # After the stage: the next stage's snapshot and first trial, with τ doubled.
+    assert kinds(replies[-1]) == ["Snapshot", "Train"]
+    assert replies[-1][-1].steps == 10  # τ' of τ = 40
+    assert controller.search_steps == 4 * 5
+    assert controller.update_steps == 20
+    assert [c.seq for r in replies for c in r if isinstance(c, Train)] == list(range(6))
+
+
+def test_stage_lengths_double_until_max_and_record_their_starts():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    run(controller, 4 * (config.num_candidates + 1))
+
+    stages = controller.history
+    assert [s.stage_steps for s in stages] == [20, 40, 80, 80, 80]
+    assert [s.trial_steps for s in stages] == [5, 10, 20, 20, 20]
+    assert [s.start_update_step for s in stages] == [0, 20, 60, 140, 220]
+    assert [s.start_total_step for s in stages] == [0, 40, 120, 280, 440]
+    assert controller.update_steps == 220 and controller.search_steps == 220
+
+
+def test_chosen_lr_lands_near_the_best_lr_of_a_known_bowl():
+    config = small_config(num_candidates=8)
+    controller = Controller(config, validation=False)
+    run(controller, 3 * (config.num_candidates + 1))
+
+    for stage in controller.history[:3]:
+        assert config.min_lr <= stage.chosen_lr <= config.max_lr
+        assert abs(math.log10(stage.chosen_lr) - math.log10(BEST_LR)) < 0.6
+        assert len({c.lr for c in stage.candidates}) == len(stage.candidates)
+        assert all(c.forecast_ok for c in stage.candidates)
+
+
+def test_validation_loss_judges_candidates_once_stages_reach_max_length():
+    config = small_config()
+    controller = Controller(config, validation=True)
+    run(controller, 2 * (config.num_candidates + 1))
+
+    assert [s.metric for s in controller.history] == ["train", "train", "val"]
+    trial = controller.pending
+    assert trial.phase == "trial" and trial.eval_every == config.val_every
+    # Earlier stages asked for no evaluation at all.
+    assert controller.evaluations == 0
+    run(controller, config.num_candidates)
+    stage = controller.pending
+    assert stage.phase == "stage" and stage.eval_every == stage.steps == 80
+    val_stage = controller.history[2]
+    assert val_stage.candidates[0].loss_steps == list(range(2, 21, 2))
+    assert controller.evaluations == config.num_candidates * 10
+    run(controller, 1)
+    assert controller.evaluations == config.num_candidates * 10 + 1
+    assert val_stage.final_loss is not None
+
+
+def test_without_validation_or_with_use_val_loss_off_the_training_loss_is_kept():
+    for config, validation in ((small_config(), False), (small_config(use_val_loss=False), True)):
+        controller = Controller(config, validation=validation)
+        run(controller, 3 * (config.num_candidates + 1))
+        assert {s.metric for s in controller.history} == {"train"}
+        assert controller.pending.eval_every == 0
+
+
+def test_warmup_ramps_linearly_then_hands_over_to_the_first_stage():
+    config = small_config(warmup_steps=10, warmup_lr=0.2)
+    controller = Controller(config, validation=False)
+    first = controller.start()
+
+    assert kinds(first) == ["Train"]
+    warmup = first[0]
+    assert warmup.phase == "warmup" and warmup.steps == 10
+    assert warmup.lr_at(0) == pytest.approx(0.02) and warmup.lr_at(9) == pytest.approx(0.2)
+    assert controller.stage_index == -1
+    reply = controller.report(answer(warmup))
+    assert kinds(reply) == ["Snapshot", "Train"]
+    assert controller.update_steps == 10
+    assert controller.history[0].start_update_step == 10
+
+
+def test_non_finite_warmup_loss_raises_divergence_naming_warmup_lr():
+    controller = Controller(small_config(warmup_steps=10, warmup_lr=0.2), validation=False)
+    warmup = controller.start()[-1]
+    with pytest.raises(DivergenceError, match="warmup_lr=0.2"):
+        controller.report(Report(seq=warmup.seq, losses=[1.0, math.nan]))
+
+
+def diverge_above(threshold: float) -> LossFn:
+    """Curves that turn NaN after 2 steps for every LR above ``threshold``."""
+
+    def loss_fn(command: Train) -> list[float]:
+        if command.lr > threshold:
+            return [3.0, math.nan]
+        return bowl_curve(command.lr, command.steps)
+
+    return loss_fn
+
+
+def test_a_diverging_candidate_is_recorded_failed_and_never_chosen():
+    config = small_config(num_candidates=6)
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates, diverge_above(0.1))
+
+    stage = controller.history[0]
+    failed = [c for c in stage.candidates if c.failed]
+    assert failed, "the seeded search should try at least one LR above 0.1"
+    for candidate in failed:
+        assert candidate.reason == "non_finite" and candidate.steps == 2
+    assert stage.chosen_lr <= 0.1
+    # Failed trials count only the steps they ran.
+    expected = sum(c.steps for c in stage.candidates)
+    assert controller.search_steps == expected
+
+
+def test_diverging_stage_training_restores_and_retrains_with_the_next_best_lr():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates)
+    stage = controller.history[0]
+    first_choice = stage.chosen_lr
+    command = controller.pending
+    searched = controller.search_steps
+
+    reply = controller.report(Report(seq=command.seq, losses=[1.0] * 7 + [math.inf]))
+
+    assert kinds(reply) == ["Restore", "Train"]
+    assert reply[-1].phase == "stage" and reply[-1].steps == stage.stage_steps
+    assert reply[-1].lr != first_choice
+    assert stage.restarts[0].lr == first_choice and stage.restarts[0].steps == 8
+    assert controller.search_steps == searched + 8
+    assert controller.update_steps == 0
+
+
+def test_all_candidates_diverging_falls_back_to_min_lr_then_raises_if_that_diverges():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates, diverge_above(0.0))
+    stage = controller.history[0]
+    assert stage.choice_reason == "all_failed"
+    command = controller.pending
+    assert command.phase == "stage" and command.lr == config.min_lr
+
+    with pytest.raises(DivergenceError, match="min_lr"):
+        controller.report(Report(seq=command.seq, losses=[math.nan]))
+
+
+def test_keep_last_trial_continues_from_the_last_candidate_when_it_wins():
+    # Two candidates with first_candidate="center": the second one proposed is the winner
+    # whenever its forecast is lower, so build a landscape where any later LR wins.
+    config = small_config(keep_last_trial=True, num_candidates=2, first_candidate="center")
+    controller = Controller(config, validation=False)
+    center = controller.start()[-1]
+
+    def first_is_bad(command: Train) -> list[float]:
+        offset = 1.0 if command.lr == center.lr else 0.0
+        return [x + offset for x in bowl_curve(command.lr, command.steps)]
+
+    reply = controller.report(answer(center, first_is_bad))
+    reply = controller.report(answer(reply[-1], first_is_bad))
+
+    assert kinds(reply) == ["Train"], "no restore: the model already holds the winner's steps"
+    stage = controller.history[0]
+    assert stage.chosen_lr == stage.candidates[-1].lr
+    assert reply[-1].steps == stage.stage_steps - stage.trial_steps
+    assert controller.update_steps == stage.trial_steps
+    assert controller.search_steps == stage.trial_steps
+
+
+@pytest.mark.parametrize("validation", [False, True])
+@pytest.mark.parametrize("cut", [0, 1, 3, 4, 5, 9, 11])
+def test_state_round_trip_through_json_gives_identical_later_decisions(cut, validation):
+    config = small_config(num_candidates=3)
+    total = 3 * (config.num_candidates + 1)
+    reference = Controller(config, validation=validation)
+    expected = run(reference, total)
+
+    interrupted = Controller(config, validation=validation)
+    before = run(interrupted, cut)
+    state = json.loads(json.dumps(interrupted.state_dict()))
+    resumed = Controller.from_state_dict(state)
+    assert resumed.state_dict() == interrupted.state_dict()
+    after = run(resumed, total - cut)
+
+    assert before + after == expected
+    assert resumed.state_dict() == reference.state_dict()
+
+
+def test_state_from_another_version_is_refused():
+    state = Controller(small_config(), validation=False).state_dict()
+    state["version"] = 99
+    with pytest.raises(Exception, match="version 99"):
+        Controller.from_state_dict(state)
+
+
+def test_reports_that_do_not_answer_the_pending_command_are_refused():
+    controller = Controller(small_config(), validation=False)
+    with pytest.raises(ProtocolError, match="before start"):
+        controller.report(Report(seq=0, losses=[1.0]))
+    trial = controller.start()[-1]
+    with pytest.raises(ProtocolError, match="already called"):
+        controller.start()
+    with pytest.raises(ProtocolError, match="seq=7"):
+        controller.report(Report(seq=7, losses=[1.0] * trial.steps))
+    with pytest.raises(ProtocolError, match="between 1 and 5"):
+        controller.report(Report(seq=trial.seq, losses=[1.0] * (trial.steps + 1)))
+    with pytest.raises(ProtocolError, match="between 1 and 5"):
+        controller.report(Report(seq=trial.seq, losses=[]))
+    with pytest.raises(ProtocolError, match="no reason to stop early"):
+        controller.report(Report(seq=trial.seq, losses=[1.0, 0.9]))
+    with pytest.raises(ProtocolError, match="0 validation losses"):
+        controller.report(Report(seq=trial.seq, losses=[1.0] * trial.steps, val_losses=[1.0]))
+    # The controller is unharmed by the refused reports.
+    assert kinds(controller.report(answer(trial))) == ["Restore", "Train"]
+
+
+def test_every_reply_ends_with_exactly_one_train_command():
+    controller = Controller(small_config(warmup_steps=3, warmup_lr=0.1), validation=True)
+    for reply in run(controller, 20):
+        assert isinstance(reply[-1], Train)
+        assert all(isinstance(c, (Snapshot, Restore)) for c in reply[:-1])
+
+
+def test_schedule_lists_each_stage_start_and_chosen_lr():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    run(controller, 2 * (config.num_candidates + 1))
+    schedule = controller.schedule()
+    assert [start for start, _ in schedule] == [0, 20]
+    assert [lr for _, lr in schedule] == [s.chosen_lr for s in controller.history[:2]]
