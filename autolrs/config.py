@@ -31,6 +31,9 @@ __all__ = ["AutoLRSConfig", "FirstCandidate", "ChooseBy"]
 FirstCandidate = Literal["random", "center"]
 ChooseBy = Literal["posterior_mean", "forecast"]
 
+#: Fewest loss values a trial must yield for its exponential forecast (three parameters + 2).
+MIN_TRIAL_POINTS = 5
+
 _FIRST_CANDIDATE_CHOICES = ("random", "center")
 _CHOOSE_BY_CHOICES = ("posterior_mean", "forecast")
 
@@ -117,6 +120,21 @@ class AutoLRSConfig:
         if self.kappa < 0:
             raise ConfigError(f"kappa must be >= 0, got {self.kappa!r}")
         _check_int("val_every", self.val_every, minimum=1)
+        first_trial = self.trial_length(self.stage_steps)
+        if first_trial < MIN_TRIAL_POINTS:
+            raise ConfigError(
+                f"stage_steps={self.stage_steps} with trial_fraction={self.trial_fraction} gives "
+                f"trials of {first_trial} steps; the forecast needs at least {MIN_TRIAL_POINTS} "
+                "losses, so raise stage_steps or trial_fraction"
+            )
+        val_points = self.trial_length(self.max_stage_steps) // self.val_every
+        if self.use_val_loss and val_points < MIN_TRIAL_POINTS:
+            raise ConfigError(
+                f"val_every={self.val_every} gives {val_points} validation losses per trial of "
+                f"{self.trial_length(self.max_stage_steps)} steps at max_stage_steps; the "
+                f"forecast needs at least {MIN_TRIAL_POINTS}, so lower val_every (or set "
+                "use_val_loss=False)"
+            )
         _check_bool("use_val_loss", self.use_val_loss)
         _check_int("warmup_steps", self.warmup_steps, minimum=0)
         if self.warmup_steps > 0:
@@ -170,7 +188,8 @@ class AutoLRSConfig:
         The paper's τ₀ = 1000 → τ_max = 8000 suits runs of about 10⁵ steps. For a budget of
         T update steps this uses τ₀ = T/40 and τ_max = T/8, so a run has about ten stages
         whatever its length, and validates often enough that a trial at τ_max yields 16
-        validation points (``val_every = τ'_max / 16``).
+        validation points (``val_every = τ'_max / 16``). Stages never get so short that a trial
+        has fewer than 10 steps: short budgets get τ₀ = ⌈10 / trial_fraction⌉ instead.
 
         Args:
             total_steps: T, the number of update steps the run will train. ≥ 40.
@@ -179,9 +198,10 @@ class AutoLRSConfig:
             **overrides: Any other field, taking precedence over the scaled values.
         """
         _check_int("total_steps", total_steps, minimum=40)
-        stage_steps = total_steps // 40
-        max_stage_steps = total_steps // 8
         fraction = overrides.get("trial_fraction", cls.trial_fraction)
+        _check_float("trial_fraction", fraction)
+        stage_steps = max(total_steps // 40, math.ceil(10 / fraction))
+        max_stage_steps = max(total_steps // 8, stage_steps)
         max_trial = max(1, round(max_stage_steps * fraction))
         scaled: dict[str, Any] = {
             "stage_steps": stage_steps,

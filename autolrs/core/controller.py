@@ -63,7 +63,8 @@ class Controller:
     Example:
         >>> from autolrs import AutoLRSConfig
         >>> from autolrs.core import Controller, Report
-        >>> ctl = Controller(AutoLRSConfig(min_lr=1e-3, max_lr=1.0, stage_steps=20), validation=False)
+        >>> config = AutoLRSConfig(min_lr=1e-3, max_lr=1.0, stage_steps=20)
+        >>> ctl = Controller(config, validation=False)
         >>> cmds = ctl.start()
         >>> [type(c).__name__ for c in cmds]
         ['Snapshot', 'Train']
@@ -257,15 +258,19 @@ class Controller:
             steps = list(range(1, len(losses) + 1))
         number = len(stage.candidates) + 1
 
-        if len(losses) < command.steps or not all(math.isfinite(x) for x in curve):
+        result = forecast(steps, curve, horizon=stage.stage_steps) if curve else None
+        diverged = len(losses) < command.steps or not all(math.isfinite(x) for x in curve)
+        if diverged or result is None or not math.isfinite(result.value):
+            reason = "non_finite" if diverged else (result.reason if result else "no_points")
             logger.warning(
-                "stage %d candidate %d/%d lr=%.4g diverged after %d steps (loss %s); "
+                "stage %d candidate %d/%d lr=%.4g failed after %d steps (%s, last loss %s); "
                 "restoring the snapshot",
                 stage.index,
                 number,
                 self._config.num_candidates,
                 command.lr,
                 len(losses),
+                reason,
                 losses[-1],
             )
             return CandidateRecord(
@@ -275,10 +280,9 @@ class Controller:
                 losses=curve,
                 forecast=None,
                 forecast_ok=False,
-                reason="non_finite",
+                reason=reason,
             )
 
-        result = forecast(steps, curve, horizon=stage.stage_steps)
         if not result.ok:
             logger.warning(
                 "stage %d candidate %d lr=%.4g: exponential fit failed (%s); using the "
@@ -335,8 +339,7 @@ class Controller:
 
         if choice.reason:
             logger.warning(
-                "stage %d: no candidate gave a usable forecast (%s); training %d steps at "
-                "lr=%.4g",
+                "stage %d: no candidate gave a usable forecast (%s); training %d steps at lr=%.4g",
                 stage.index,
                 choice.reason,
                 stage.stage_steps,
@@ -413,7 +416,13 @@ class Controller:
         return "val" if use_val else "train"
 
     def _train(
-        self, phase: Phase, steps: int, lr: float, eval_every: int = 0, *, end_lr: float | None = None
+        self,
+        phase: Phase,
+        steps: int,
+        lr: float,
+        eval_every: int = 0,
+        *,
+        end_lr: float | None = None,
     ) -> Train:
         self._seq += 1
         return Train(
@@ -532,4 +541,3 @@ def _validate_report(command: Train, report: Report) -> tuple[list[float], list[
             f"got {len(val_losses)}"
         )
     return losses, val_losses
-

@@ -21,6 +21,7 @@ from autolrs.core.commands import Command, Phase, Report, Restore, Snapshot, Tra
 from autolrs.core.controller import Controller
 from autolrs.core.history import StageRecord
 from autolrs.errors import AutoLRSError, ConfigError, DivergenceError, ProtocolError
+from autolrs.pytorch.distributed import RankSync, default_sync
 from autolrs.pytorch.snapshot import DiskSnapshot, MemorySnapshot, SnapshotStore, cpu_copy
 
 __all__ = ["AutoLRS", "Stateful"]
@@ -75,6 +76,11 @@ class AutoLRS:
         snapshot: ``"memory"`` (a CPU copy, the default) or ``"disk"``.
         snapshot_dir: Folder for disk snapshots; required with ``snapshot="disk"``.
         extra_state: Further objects to snapshot and restore with the model, by name.
+        distributed: Average every loss over the ranks of the default torch.distributed
+            process group so that all ranks take identical decisions. None (default): do so
+            whenever a process group of more than one rank is initialised.
+        sync_timeout: Seconds to wait for the other ranks at each loss average before ending
+            the job with an error (a rank died or stopped calling :meth:`step`).
     """
 
     def __init__(
@@ -90,6 +96,8 @@ class AutoLRS:
         snapshot: str = "memory",
         snapshot_dir: str | os.PathLike[str] | None = None,
         extra_state: Mapping[str, Stateful] | None = None,
+        distributed: bool | None = None,
+        sync_timeout: float = 600.0,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ConfigError(
@@ -112,6 +120,13 @@ class AutoLRS:
             self.register_state(name, obj)
         self._ratios = _group_ratios(optimizer)
         self._last_lr = [float(_lr_value(group["lr"])) for group in optimizer.param_groups]
+
+        if distributed is None:
+            self._sync = default_sync(sync_timeout)
+        elif distributed:
+            self._sync = RankSync(sync_timeout)
+        else:
+            self._sync = None
 
         self._optimizer_steps = 0
         optimizer.register_step_post_hook(self._count_optimizer_step)
@@ -146,6 +161,8 @@ class AutoLRS:
             )
         command = self.controller.pending
         assert command is not None  # start() was called in __init__
+        if self._sync is not None:
+            value = self._sync.mean(value, seq=command.seq, index=self._done, what="loss")
 
         index = self._done
         self._losses.append(value)
@@ -195,8 +212,11 @@ class AutoLRS:
 
     @property
     def phase(self) -> Phase:
-        """Kind of the next step: ``"warmup"``, ``"trial"`` (a candidate, rolled back after) or
-        ``"stage"`` (training with the chosen LR)."""
+        """Kind of the next step: ``"warmup"``, ``"trial"`` or ``"stage"``.
+
+        A trial step trains a candidate LR and is rolled back afterwards; a stage step trains
+        with the chosen LR and is kept.
+        """
         phase = self.controller.phase
         assert phase is not None
         return phase
@@ -304,6 +324,8 @@ class AutoLRS:
             elif isinstance(command, Restore):
                 self._restore()
             elif isinstance(command, Train):
+                if self._sync is not None:
+                    self._sync.check_agreement(command.seq, command.lr)
                 self._done = 0
                 self._losses = []
                 self._val_losses = []
@@ -354,7 +376,15 @@ class AutoLRS:
         finally:
             self.model.train(was_training)
             self._val_calls += 1
-        return _loss_value(value, name="val_fn's return value")
+        value = _loss_value(value, name="val_fn's return value")
+        if self._sync is not None:
+            # A negative index keeps a validation average from pairing with a loss average.
+            command = self.controller.pending
+            assert command is not None
+            value = self._sync.mean(
+                value, seq=command.seq, index=-self._done, what="validation loss"
+            )
+        return value
 
     def _set_lr(self, lr: float) -> None:
         for group, ratio in zip(self.optimizer.param_groups, self._ratios, strict=True):

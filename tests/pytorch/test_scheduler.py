@@ -175,9 +175,7 @@ def test_end_to_end_the_loss_falls_and_every_chosen_lr_lies_in_bounds():
 def test_warmup_sets_a_linear_ramp_of_lrs():
     task = Regression()
     optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
-    scheduler = AutoLRS(
-        optimizer, task.model, config=small_config(warmup_steps=4, warmup_lr=0.2)
-    )
+    scheduler = AutoLRS(optimizer, task.model, config=small_config(warmup_steps=4, warmup_lr=0.2))
     seen = []
     for step in range(4):
         assert scheduler.phase == "warmup"
