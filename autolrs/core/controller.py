@@ -63,14 +63,14 @@ class Controller:
     Example:
         >>> from autolrs import AutoLRSConfig
         >>> from autolrs.core import Controller, Report
-        >>> config = AutoLRSConfig(min_lr=1e-3, max_lr=1.0, stage_steps=20)
+        >>> config = AutoLRSConfig(min_lr=1e-3, max_lr=1.0, stage_steps=50)
         >>> ctl = Controller(config, validation=False)
         >>> cmds = ctl.start()
         >>> [type(c).__name__ for c in cmds]
         ['Snapshot', 'Train']
         >>> cmds[-1].phase, cmds[-1].steps
-        ('trial', 2)
-        >>> cmds = ctl.report(Report(seq=cmds[-1].seq, losses=[1.0, 0.9]))
+        ('trial', 5)
+        >>> cmds = ctl.report(Report(seq=cmds[-1].seq, losses=[1.0, 0.9, 0.85, 0.82, 0.8]))
         >>> [type(c).__name__ for c in cmds]
         ['Restore', 'Train']
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from autolrs.core.commands import Command, Phase, Report, Restore, Snapshot, Tra
 from autolrs.core.controller import Controller
 from autolrs.core.history import StageRecord
 from autolrs.errors import AutoLRSError, ConfigError, DivergenceError, ProtocolError
+from autolrs.events import EventLog
 from autolrs.pytorch.distributed import RankSync, default_sync
 from autolrs.pytorch.snapshot import DiskSnapshot, MemorySnapshot, SnapshotStore, cpu_copy
 
@@ -81,6 +83,9 @@ class AutoLRS:
             whenever a process group of more than one rank is initialised.
         sync_timeout: Seconds to wait for the other ranks at each loss average before ending
             the job with an error (a rank died or stopped calling :meth:`step`).
+        event_log: JSON-lines file to append every event of the search to (see
+            :mod:`autolrs.events`); enough to rebuild the whole history. In a distributed job,
+            give each rank its own file or pass it on rank 0 only.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class AutoLRS:
         extra_state: Mapping[str, Stateful] | None = None,
         distributed: bool | None = None,
         sync_timeout: float = 600.0,
+        event_log: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ConfigError(
@@ -137,7 +143,14 @@ class AutoLRS:
         self._losses: list[float] = []
         self._val_losses: list[float] = []
 
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._started_at = time.monotonic()
+        self._event_log = EventLog(event_log) if event_log is not None else None
+        if self._event_log is not None:
+            self._listeners.append(self._event_log)
+
         self.controller = Controller(self._config, validation=val_fn is not None)
+        self._emit("start", config=self._config.to_dict(), validation=val_fn is not None)
         self._execute(self.controller.start())
 
     # -- the scheduler protocol --------------------------------------------------------------
@@ -181,13 +194,21 @@ class AutoLRS:
                 if not self._store.empty:
                     self._restore()
                 raise
+            if self._listeners:
+                self._emit_outcome(command, report)
             self._execute(commands)
-        else:
+        elif command.lr != command.end_lr:  # only a ramp changes the LR inside a command
             self._set_lr(command.lr_at(self._done))
 
     def get_last_lr(self) -> list[float]:
         """LR of each param group for the next optimizer step."""
         return list(self._last_lr)
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` for every later event (see :mod:`autolrs.events`)."""
+        if not callable(listener):
+            raise ConfigError(f"listener must be callable, got {type(listener).__name__}")
+        self._listeners.append(listener)
 
     def register_state(self, name: str, obj: Stateful) -> None:
         """Snapshot and restore ``obj`` (anything with ``state_dict``) along with the model.
@@ -314,6 +335,7 @@ class AutoLRS:
         command = self.controller.pending
         assert command is not None
         self._set_lr(command.lr_at(self._done))
+        self._emit("resume", controller=self.controller.state_dict())
 
     # -- carrying out commands ---------------------------------------------------------------
 
@@ -321,8 +343,10 @@ class AutoLRS:
         for command in commands:
             if isinstance(command, Snapshot):
                 self._store.save(self._gather_state())
+                self._emit("snapshot")
             elif isinstance(command, Restore):
                 self._restore()
+                self._emit("restore")
             elif isinstance(command, Train):
                 if self._sync is not None:
                     self._sync.check_agreement(command.seq, command.lr)
@@ -332,6 +356,53 @@ class AutoLRS:
                 self._set_lr(command.lr_at(0))
             else:  # pragma: no cover - the controller only issues the three kinds above
                 raise ProtocolError(f"unknown command {command!r}")
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if not self._listeners:
+            return
+        record = {
+            "event": event,
+            "time": time.monotonic() - self._started_at,
+            "update_steps": self.controller.update_steps,
+            "search_steps": self.controller.search_steps,
+            "evaluations": self.controller.evaluations,
+            **fields,
+        }
+        for listener in self._listeners:
+            listener(record)
+
+    def _emit_outcome(self, command: Train, report: Report) -> None:
+        """Events for a finished command: its report, then what the search made of it."""
+        self._emit(
+            "report",
+            seq=command.seq,
+            phase=command.phase,
+            lr=command.lr,
+            end_lr=command.end_lr,
+            eval_every=command.eval_every,
+            losses=list(report.losses),
+            val_losses=list(report.val_losses),
+        )
+        history = self.controller.history
+        if command.phase == "trial":
+            stage = history[-1]
+            self._emit("candidate", stage=stage.index, candidate=stage.candidates[-1].to_dict())
+        elif command.phase == "stage" and len(report.losses) < command.steps:
+            stage = history[-1]
+            self._emit("restart", stage=stage.index, restart=stage.restarts[-1].to_dict())
+        elif command.phase == "stage":
+            self._emit("stage_end", stage=history[-2].to_dict())
+            return
+        else:
+            return
+        if stage.chosen_lr is not None:
+            self._emit(
+                "choice",
+                stage=stage.index,
+                lr=stage.chosen_lr,
+                predicted=stage.chosen_forecast,
+                reason=stage.choice_reason,
+            )
 
     def _gather_state(self) -> dict[str, Any]:
         return {
