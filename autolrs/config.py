@@ -77,6 +77,13 @@ class AutoLRSConfig:
             likelihood on normalised targets (the authors' code); when False they stay fixed.
         keep_last_trial: When the chosen LR is the last candidate tried, keep its trial steps
             as progress instead of restoring the snapshot and training them again.
+        divergence_factor: A candidate or a stage training whose training loss exceeds this
+            many times the stage's reference loss (the training loss when the stage began) is
+            stopped at once and treated like a non-finite loss. > 1, or None to stop only on
+            non-finite losses. Guards the GP against finite but exploding losses.
+        total_steps: The run's budget in update steps, when known. The stage that would leave
+            less than half of the next stage's length before the budget ends is stretched to
+            the end of the budget instead. None: stages follow the doubling rule only.
     """
 
     min_lr: float
@@ -96,6 +103,8 @@ class AutoLRSConfig:
     gp_length_scale: float = 1.0
     gp_fit_hyperparameters: bool = True
     keep_last_trial: bool = False
+    divergence_factor: float | None = 10.0
+    total_steps: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive_float("min_lr", self.min_lr)
@@ -159,6 +168,14 @@ class AutoLRSConfig:
         _check_positive_float("gp_length_scale", self.gp_length_scale)
         _check_bool("gp_fit_hyperparameters", self.gp_fit_hyperparameters)
         _check_bool("keep_last_trial", self.keep_last_trial)
+        if self.divergence_factor is not None:
+            _check_float("divergence_factor", self.divergence_factor)
+            if self.divergence_factor <= 1:
+                raise ConfigError(
+                    f"divergence_factor must be > 1 or None, got {self.divergence_factor!r}"
+                )
+        if self.total_steps is not None:
+            _check_int("total_steps", self.total_steps, minimum=1)
         # Store plain Python numbers (a NumPy scalar passed in must not leak into JSON).
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -204,6 +221,7 @@ class AutoLRSConfig:
         max_stage_steps = max(total_steps // 8, stage_steps)
         max_trial = max(1, round(max_stage_steps * fraction))
         scaled: dict[str, Any] = {
+            "total_steps": total_steps,
             "stage_steps": stage_steps,
             "max_stage_steps": max_stage_steps,
             "val_every": max(1, max_trial // 16),

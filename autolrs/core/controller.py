@@ -91,6 +91,8 @@ class Controller:
         self._search_steps = 0
         self._evaluations = 0
         self._history: list[StageRecord] = []
+        # Training loss level where the last kept training ended: the next stage's reference.
+        self._recent_loss: float | None = None
 
     # -- read-only views ---------------------------------------------------------------------
 
@@ -209,30 +211,53 @@ class Controller:
                 "warmup_lr or lengthen warmup_steps"
             )
         self._update_steps += len(losses)
+        self._recent_loss = _tail_mean(losses, max(1, len(losses) // 10))
         return self._begin_stage()
 
     def _begin_stage(self) -> list[Command]:
         self._stage_index += 1
         index = self._stage_index
-        stage_steps = self._config.stage_length(index)
+        nominal = self._config.stage_length(index)
         self._history.append(
             StageRecord(
                 index=index,
                 start_update_step=self._update_steps,
                 start_total_step=self._update_steps + self._search_steps,
-                stage_steps=stage_steps,
-                trial_steps=self._config.trial_length(stage_steps),
+                stage_steps=self._stretch_to_budget(index, nominal),
+                trial_steps=self._config.trial_length(nominal),
                 metric=self._metric_for(index),
+                reference_loss=self._recent_loss,
             )
         )
         return [Snapshot(), self._next_trial()]
+
+    def _stretch_to_budget(self, index: int, nominal: int) -> int:
+        """τ of stage ``index``: stretched to the budget's end rather than leave a stub after."""
+        total = self._config.total_steps
+        if total is None:
+            return nominal
+        remaining = total - self._update_steps
+        after = remaining - nominal
+        if 0 < remaining and after < self._config.stage_length(index + 1) / 2:
+            return max(remaining, self._config.trial_length(nominal))
+        return nominal
+
+    def _abort_threshold(self, stage: StageRecord) -> float | None:
+        """Training loss above which a command of ``stage`` counts as diverged."""
+        factor = self._config.divergence_factor
+        reference = stage.reference_loss
+        if factor is None or reference is None or not reference > 0:
+            return None
+        return reference * factor
 
     def _next_trial(self) -> Train:
         stage = self._history[-1]
         seed = int(np.random.SeedSequence([self._config.seed, stage.index]).generate_state(1)[0])
         lr = self._search.propose(stage_observations(stage), seed=seed)
         eval_every = self._config.val_every if stage.metric == "val" else 0
-        return self._train("trial", stage.trial_steps, lr, eval_every=eval_every)
+        return self._train(
+            "trial", stage.trial_steps, lr, eval_every, abort_above=self._abort_threshold(stage)
+        )
 
     def _finish_trial(
         self, command: Train, losses: list[float], val_losses: list[float]
@@ -240,6 +265,8 @@ class Controller:
         stage = self._history[-1]
         self._search_steps += len(losses)
         self._evaluations += len(val_losses)
+        if stage.reference_loss is None and math.isfinite(losses[0]):
+            stage.reference_loss = losses[0]
         stage.candidates.append(self._judge(stage, command, losses, val_losses))
 
         if len(stage.candidates) < self._config.num_candidates:
@@ -259,11 +286,16 @@ class Controller:
         number = len(stage.candidates) + 1
 
         result = forecast(steps, curve, horizon=stage.stage_steps) if curve else None
-        diverged = len(losses) < command.steps or not all(math.isfinite(x) for x in curve)
-        if diverged or result is None or not math.isfinite(result.value):
-            reason = "non_finite" if diverged else (result.reason if result else "no_points")
+        threshold = self._abort_threshold(stage)
+        reason = _divergence(command, losses, curve)
+        if not reason and result is not None and math.isfinite(result.value):
+            if threshold is not None and result.value > threshold:
+                reason = "diverged"  # finite, but forecast to explode
+        elif not reason:
+            reason = result.reason if result is not None else "no_points"
+        if reason:
             logger.warning(
-                "stage %d candidate %d/%d lr=%.4g failed after %d steps (%s, last loss %s); "
+                "stage %d candidate %d/%d lr=%.4g failed after %d steps (%s, last loss %.4g); "
                 "restoring the snapshot",
                 stage.index,
                 number,
@@ -319,6 +351,7 @@ class Controller:
         stage.chosen_forecast = choice.predicted
         stage.choice_reason = choice.reason
         eval_every = stage.stage_steps if stage.metric == "val" else 0
+        threshold = self._abort_threshold(stage)
 
         last = len(stage.candidates) - 1
         keep = (
@@ -333,9 +366,13 @@ class Controller:
             self._search_steps -= stage.trial_steps
             self._update_steps += stage.trial_steps
             remaining = stage.stage_steps - stage.trial_steps
-            reply: list[Command] = [self._train("stage", remaining, choice.lr, eval_every)]
+            train = self._train("stage", remaining, choice.lr, eval_every, abort_above=threshold)
+            reply: list[Command] = [train]
         else:
-            reply = [Restore(), self._train("stage", stage.stage_steps, choice.lr, eval_every)]
+            train = self._train(
+                "stage", stage.stage_steps, choice.lr, eval_every, abort_above=threshold
+            )
+            reply = [Restore(), train]
 
         if choice.reason:
             logger.warning(
@@ -369,10 +406,11 @@ class Controller:
             return self._restart_stage(stage, command, losses)
 
         self._update_steps += len(losses)
+        self._recent_loss = _tail_mean(losses, stage.trial_steps)
         if stage.metric == "val":
             reached = val_losses[-1] if val_losses else math.nan
         else:
-            reached = float(np.mean(losses[-stage.trial_steps :]))
+            reached = math.nan if self._recent_loss is None else self._recent_loss
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
             "stage %d done at update step %d: %s loss %.5g (predicted %s)",
@@ -389,7 +427,8 @@ class Controller:
     ) -> list[Command]:
         """Stage training diverged: roll back to the snapshot and use the next-best LR."""
         self._search_steps += len(losses)
-        stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason="non_finite"))
+        reason = _divergence(command, losses, losses) or "diverged"
+        stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
         if stage.choice_reason == "all_failed":
             raise DivergenceError(
                 f"stage {stage.index}: the loss became {losses[-1]} after {len(losses)} steps "
@@ -397,11 +436,12 @@ class Controller:
                 "model or data produce non-finite losses at any LR in the search range"
             )
         logger.warning(
-            "stage %d: training at lr=%.4g diverged after %d steps (loss %s); restoring the "
-            "stage snapshot and choosing again",
+            "stage %d: training at lr=%.4g diverged after %d steps (%s, loss %.4g); restoring "
+            "the stage snapshot and choosing again",
             stage.index,
             command.lr,
             len(losses),
+            reason,
             losses[-1],
         )
         stage.chosen_lr = None
@@ -423,6 +463,7 @@ class Controller:
         eval_every: int = 0,
         *,
         end_lr: float | None = None,
+        abort_above: float | None = None,
     ) -> Train:
         self._seq += 1
         return Train(
@@ -432,6 +473,7 @@ class Controller:
             lr=float(lr),
             end_lr=float(lr if end_lr is None else end_lr),
             eval_every=eval_every,
+            abort_above=abort_above,
         )
 
     def _reply(self, commands: list[Command]) -> list[Command]:
@@ -454,6 +496,7 @@ class Controller:
             "update_steps": self._update_steps,
             "search_steps": self._search_steps,
             "evaluations": self._evaluations,
+            "recent_loss": self._recent_loss,
             "last_reply": [c.to_dict() for c in self._last_reply],
             "history": [s.to_dict() for s in self._history],
         }
@@ -475,6 +518,8 @@ class Controller:
         controller._update_steps = int(state["update_steps"])
         controller._search_steps = int(state["search_steps"])
         controller._evaluations = int(state["evaluations"])
+        recent = state.get("recent_loss")
+        controller._recent_loss = None if recent is None else float(recent)
         controller._history = [StageRecord.from_dict(s) for s in state["history"]]
         controller._last_reply = [command_from_dict(c) for c in state["last_reply"]]
         if controller._last_reply:
@@ -494,6 +539,21 @@ def _make_search(config: AutoLRSConfig) -> GPSearch:
         fit_hyperparameters=config.gp_fit_hyperparameters,
         first_candidate=config.first_candidate,
     )
+
+
+def _divergence(command: Train, losses: list[float], curve: list[float]) -> str:
+    """Why a finished command's losses count as diverged: "non_finite", "diverged" or ""."""
+    if not all(math.isfinite(x) for x in curve) or not math.isfinite(losses[-1]):
+        return "non_finite"
+    if len(losses) < command.steps:
+        return "diverged"  # stopped by abort_above
+    return ""
+
+
+def _tail_mean(losses: list[float], count: int) -> float | None:
+    """Mean of the last ``count`` losses, or None when it is not finite."""
+    value = float(np.mean(losses[-count:]))
+    return value if math.isfinite(value) else None
 
 
 def stage_observations(stage: StageRecord) -> list[Observation]:

@@ -109,6 +109,8 @@ class StageRecord:
         restarts: Stage trainings that diverged and were restarted from the snapshot.
         final_loss: The metric measured at the end of the stage (validation loss, or the mean
             training loss of the stage's last τ' steps); None until the stage ends.
+        reference_loss: Training loss when the stage began (mean of the last steps trained
+            before it, or the first trial step's loss); the divergence threshold scales it.
     """
 
     index: int
@@ -123,6 +125,7 @@ class StageRecord:
     choice_reason: str = ""
     restarts: list[StageRestart] = field(default_factory=list)
     final_loss: float | None = None
+    reference_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -149,4 +152,7 @@ class StageRecord:
             choice_reason=str(data.get("choice_reason", "")),
             restarts=[StageRestart.from_dict(r) for r in data.get("restarts", [])],
             final_loss=None if data.get("final_loss") is None else float(data["final_loss"]),
+            reference_loss=(
+                None if data.get("reference_loss") is None else float(data["reference_loss"])
+            ),
         )

@@ -307,3 +307,65 @@ def test_schedule_lists_each_stage_start_and_chosen_lr():
     schedule = controller.schedule()
     assert [start for start, _ in schedule] == [0, 20]
     assert [lr for _, lr in schedule] == [s.chosen_lr for s in controller.history[:2]]
+
+
+def explode_above(threshold: float) -> LossFn:
+    """Finite curves that blow up by 1000x for every LR above ``threshold``."""
+
+    def loss_fn(command: Train) -> list[float]:
+        curve = bowl_curve(command.lr, command.steps)
+        if command.lr > threshold:
+            return [x * 1000.0 ** (i / command.steps) for i, x in enumerate(curve, start=1)]
+        return curve
+
+    return loss_fn
+
+
+def test_a_finite_but_exploding_candidate_is_stopped_early_and_counted_as_diverged():
+    config = small_config(num_candidates=6, divergence_factor=10.0)
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates, explode_above(0.1))
+
+    stage = controller.history[0]
+    assert stage.reference_loss is not None
+    exploded = [c for c in stage.candidates if c.lr > 0.1]
+    assert exploded
+    for candidate in exploded:
+        assert candidate.failed and candidate.reason == "diverged"
+        assert candidate.steps < stage.trial_steps or max(candidate.losses) > 10 * 1.9
+    assert stage.chosen_lr <= 0.1
+    assert controller.pending.abort_above == pytest.approx(stage.reference_loss * 10.0)
+
+
+def test_a_stage_training_that_explodes_is_restarted_like_a_nan():
+    config = small_config(divergence_factor=10.0)
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates)
+    stage = controller.history[0]
+    command = controller.pending
+    assert command.abort_above == pytest.approx(stage.reference_loss * 10.0)
+
+    reply = controller.report(Report(seq=command.seq, losses=[1.0, 2.0, command.abort_above * 2]))
+
+    assert stage.restarts[0].reason == "diverged" and stage.restarts[0].steps == 3
+    assert reply[-1].phase == "stage" and reply[-1].lr != command.lr
+
+
+def test_the_reference_loss_of_later_stages_is_where_the_previous_stage_ended():
+    config = small_config()
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates + 1)
+    first, second = controller.history
+    assert first.reference_loss == bowl_curve(first.candidates[0].lr, 5)[0]
+    assert second.reference_loss == pytest.approx(first.final_loss)
+
+
+def test_the_last_stage_stretches_to_the_budget_instead_of_leaving_a_stub():
+    # Stages of 20, 40, 80, 80, ... and a budget of 210: after 20 + 40 + 80 = 140 update steps
+    # a stage of 80 would leave 30 (< 80 / 2), so the fourth stage takes all 70 remaining steps.
+    config = small_config(total_steps=210)
+    controller = Controller(config, validation=False)
+    run(controller, 4 * (config.num_candidates + 1))
+    assert [s.stage_steps for s in controller.history[:4]] == [20, 40, 80, 70]
+    assert controller.history[3].trial_steps == 20
+    assert controller.update_steps == 210

@@ -27,6 +27,7 @@ def small_config(**changes) -> AutoLRSConfig:
         num_candidates=3,
         val_every=2,
         gp_fit_hyperparameters=False,
+        divergence_factor=None,
     )
     base.update(changes)
     return AutoLRSConfig(**base)
