@@ -205,7 +205,8 @@ class AutoLRSConfig:
         The paper's τ₀ = 1000 → τ_max = 8000 suits runs of about 10⁵ steps. For a budget of
         T update steps this uses τ₀ = T/40 and τ_max = T/8, so a run has about ten stages
         whatever its length, and validates often enough that a trial at τ_max yields 16
-        validation points (``val_every = τ'_max / 16``). Stages never get so short that a trial
+        validation points (``val_every = τ'_max / 16``, but at least 5; with trials too short
+        for 5 such points the training loss is forecast throughout). Stages never get so short that a trial
         has fewer than 10 steps: short budgets get τ₀ = ⌈10 / trial_fraction⌉ instead.
 
         Args:
@@ -220,11 +221,16 @@ class AutoLRSConfig:
         stage_steps = max(total_steps // 40, math.ceil(10 / fraction))
         max_stage_steps = max(total_steps // 8, stage_steps)
         max_trial = max(1, round(max_stage_steps * fraction))
+        # 16 validation points per trial at τ_max, as the paper's 800 / 50, but never a
+        # validation pass more often than every 5 steps; when that leaves a trial fewer than
+        # MIN_TRIAL_POINTS points, candidates are judged by the training loss throughout.
+        val_every = max(5, max_trial // 16)
         scaled: dict[str, Any] = {
             "total_steps": total_steps,
             "stage_steps": stage_steps,
             "max_stage_steps": max_stage_steps,
-            "val_every": max(1, max_trial // 16),
+            "val_every": val_every,
+            "use_val_loss": max_trial // val_every >= MIN_TRIAL_POINTS,
         }
         scaled.update(overrides)
         return cls(min_lr=min_lr, max_lr=max_lr, **scaled)

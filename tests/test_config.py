@@ -75,8 +75,12 @@ def test_for_budget_scales_stages_to_the_run_length():
     config = AutoLRSConfig.for_budget(4000, 1e-3, 1e-1)
     assert (config.stage_steps, config.max_stage_steps) == (100, 500)
     assert [config.stage_length(i) for i in range(5)] == [100, 200, 400, 500, 500]
-    # τ'_max = 50 steps gives 16 validation points at val_every = 3.
-    assert config.val_every == 3
+    # τ'_max = 50 steps would give 16 validation points at val_every = 3; validation is never
+    # more often than every 5 steps, so 10 points.
+    assert config.val_every == 5 and config.use_val_loss
+    assert config.total_steps == 4000
+    long = AutoLRSConfig.for_budget(64_000, 1e-3, 1e-1)
+    assert long.val_every == 800 // 16
     total = sum(config.stage_length(i) for i in range(11))
     assert 4000 <= total <= 5000, "about ten stages fill the budget"
 
@@ -85,6 +89,8 @@ def test_for_budget_keeps_trials_long_enough_to_forecast_on_short_budgets():
     config = AutoLRSConfig.for_budget(400, 1e-3, 1e-1)
     assert config.stage_steps == config.max_stage_steps == 100
     assert config.trial_length(config.stage_steps) == 10
+    # Ten-step trials are too short for 5 validation points 5 steps apart.
+    assert not config.use_val_loss
     assert AutoLRSConfig.for_budget(400, 1e-3, 1e-1, trial_fraction=0.25).stage_steps == 40
 
 

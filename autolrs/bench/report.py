@@ -1,0 +1,349 @@
+"""The suite's report: markdown tables, plots and a machine-readable summary.
+
+Writes, into the suite's output folder:
+
+- ``report.md``: an overall table (cost speedup of each method on each task) and, per task,
+  the tuned baseline, a table of every method, AutoLRS's search details and overheads, and the
+  plots;
+- ``summary.json``: the same numbers, for scripts;
+- ``plots/<task>-loss.png``: validation loss against cost (executed steps, search included,
+  plus own evaluations) for every method and seed, with the target;
+- ``plots/<task>-lr.png``: LR against update steps for AutoLRS's runs and the tuned baseline.
+
+Matplotlib draws on an Agg canvas created here, so no pyplot backend is ever selected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autolrs.bench.machine import describe
+from autolrs.bench.metrics import Interval
+from autolrs.bench.records import RunRecord, json_safe
+from autolrs.bench.schedules import expand_segments
+from autolrs.bench.suite import SuiteResult
+from autolrs.bench.summary import MethodSummary, TaskSummary, summarise_task
+
+__all__ = ["write_report", "summarise"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.md"
+#: A speedup is claimed (✓) only from at least this many seeds (BENCHMARKS.md's development
+#: minimum), and only when its interval's lower bound exceeds 1.
+MIN_SEEDS_TO_CLAIM = 3
+SUMMARY_FILE = "summary.json"
+
+
+def summarise(result: SuiteResult, *, n_boot: int = 2000) -> dict[str, TaskSummary]:
+    """Every task's summary, in the suite's task order."""
+    summaries = {}
+    for name, by_method in result.methods.items():
+        summaries[name] = summarise_task(
+            result.references[name],
+            {method: runs.runs for method, runs in by_method.items()},
+            {method: runs.config.lr for method, runs in by_method.items()},
+            budget=result.tasks[name].spec.budget,
+            cap_factor=result.settings.run.cap_factor,
+            n_boot=n_boot,
+        )
+    return summaries
+
+
+def write_report(result: SuiteResult, *, n_boot: int = 2000) -> Path:
+    """Write the report, plots and summary of ``result``; return the report's path."""
+    out = result.settings.out_dir
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    summaries = summarise(result, n_boot=n_boot)
+    machine = describe(result.settings.run.threads)
+
+    for name in summaries:
+        _plot_losses(result, name, plots / f"{name}-loss.png")
+        _plot_lrs(result, name, plots / f"{name}-lr.png")
+
+    lines = _header(result, machine)
+    lines += _overall(summaries, result.settings.methods)
+    for name, summary in summaries.items():
+        lines += _task_section(result, name, summary)
+    if result.failures:
+        lines += ["## Failed runs", "", *[f"- {failure}" for failure in result.failures], ""]
+    path = out / REPORT_FILE
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    summary_data = {
+        "suite": result.settings.suite,
+        "machine": machine,
+        "tasks": {name: dataclasses.asdict(summary) for name, summary in summaries.items()},
+        "overheads": result.overheads,
+        "failures": result.failures,
+    }
+    (out / SUMMARY_FILE).write_text(
+        json.dumps(json_safe(summary_data), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    logger.info("report written to %s", path)
+    return path
+
+
+# -- markdown ------------------------------------------------------------------------------
+
+
+def _header(result: SuiteResult, machine: dict[str, Any]) -> list[str]:
+    settings = result.settings
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"# AutoLRS benchmark: {settings.suite} suite",
+        "",
+        f"Generated {stamp}. {settings.seeds} seed(s) per method; each task's tuned baseline "
+        "below gives its own seed count.",
+        "",
+        f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
+        f"({machine['usable_cores']} usable), {machine['memory_gib']} GiB, "
+        f"{machine['platform']}; Python {machine['python']}; {packages}; "
+        f"torch threads {machine['torch_threads']}.",
+        "",
+        "Cost = every executed optimizer step (rolled-back search steps and warmup included) plus "
+        "the method's own validation passes in step equivalents. Steps to target L* are read "
+        "on the committed trajectory, at the first validation point of the mean curve over seeds "
+        f"at or below L*, within a cost of {settings.run.cap_factor}T; the baseline is read the "
+        "same way on its own mean curve. Speedup = baseline ÷ method; ✗ when the mean curve "
+        "never reaches L*. Intervals: 95% percentile bootstrap over the method's seeds; ✓ marks "
+        f"a speedup from at least {MIN_SEEDS_TO_CLAIM} seeds whose lower bound exceeds 1. "
+        "'Val at cost T' is the loss of the last committed point within that cost (— when "
+        "none was measured by then). Wall times exclude the harness's own "
+        "validation passes and compare only runs of this suite (interleaved).",
+        "",
+    ]
+
+
+def _overall(summaries: dict[str, TaskSummary], methods: Sequence[str]) -> list[str]:
+    names = list(summaries)
+    lines = [
+        "## Overall: cost speedup over the tuned baseline",
+        "",
+        "| method | " + " | ".join(names) + " | tasks where the mean curve reaches L* |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for method in methods:
+        cells, reached = [], 0
+        for name in names:
+            summary = _find(summaries[name], method)
+            if summary is None:
+                cells.append("—")
+                continue
+            reached += math.isfinite(summary.cost)
+            cells.append(_speedup_cell(summary.speedup_cost))
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {reached}/{len(names)} |")
+    return [*lines, ""]
+
+
+def _task_section(result: SuiteResult, name: str, summary: TaskSummary) -> list[str]:
+    spec = result.tasks[name].spec
+    base = summary.baseline
+    budget = summary.budget
+    lines = [
+        f"## {name} (v{spec.version}, {spec.variant}): {spec.description}",
+        "",
+        f"T = {budget} update steps, validation every {spec.eval_every}, warmup "
+        f"{spec.warmup_steps}, optimizer {spec.optimizer} {dict(spec.optimizer_kwargs)}.",
+        "",
+        f"Tuned baseline: **{base.family}** at peak LR {base.lr:.4g}; target L* = "
+        f"{base.target:.5g} ± {base.target_std:.2g} (mean ± sd over {base.seeds} seeds). Its mean "
+        f"curve reaches L* at {_num(base.reach.update_steps)} steps (5% slack: "
+        f"{_num(base.slack_reach.update_steps)}). Tuning it by hand cost "
+        f"{_num(base.sweep_cost)} steps for the one-seed sweep ({base.sweep_cost / budget:.1f}T) "
+        f"and {_num(base.protocol_cost)} with the extra seeds "
+        f"({base.protocol_cost / budget:.1f}T).",
+        "",
+        "| method | LR | seeds reaching L* | update steps to L* | cost to L* "
+        "| speedup (update steps) | speedup (cost) | speedup (cost, 5% slack) | speedup (wall) "
+        "| final val | val at cost T | val at cost 2T | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method in summary.methods:
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    method.method,
+                    "search" if method.lr is None else f"{method.lr:.4g}",
+                    f"{method.reached}/{method.seeds}",
+                    _num(method.update_steps),
+                    _num(method.cost),
+                    _speedup_cell(method.speedup_update),
+                    _speedup_cell(method.speedup_cost),
+                    _speedup_cell(method.speedup_slack),
+                    _speedup_cell(method.speedup_wall),
+                    _loss_cell(method.final, missing="diverged"),
+                    _loss_cell(method.quality_t, missing="—"),
+                    _loss_cell(method.quality_2t, missing="—"),
+                    _num(method.wall_s, digits=3),
+                ]
+            )
+            + " |"
+        )
+    lines += ["", *_autolrs_lines(summary, result.overheads.get(name))]
+    lines += [f"![loss vs cost](plots/{name}-loss.png)", f"![LR vs steps](plots/{name}-lr.png)"]
+    return [*lines, ""]
+
+
+def _autolrs_lines(summary: TaskSummary, overheads: dict[str, Any] | None) -> list[str]:
+    lines = []
+    for method in summary.methods:
+        details = method.autolrs
+        if details is None:
+            continue
+        error = details["forecast_abs_rel_error_median"]
+        lines.append(
+            f"- {method.method}: {details['stages']:.1f} stages, {details['search_steps']:.0f} "
+            f"search steps of {details['total_steps']:.0f} executed, evaluation cost "
+            f"{details['eval_cost']:.0f} step equivalents; median |forecast error| of the chosen "
+            f"LR {_percent(error)} of the stage's final loss (max "
+            f"{_percent(details['forecast_abs_rel_error_max'])})."
+        )
+    if overheads:
+        step, snapshot, decision = (
+            overheads["step"],
+            overheads["snapshot"],
+            overheads["decision"],
+        )
+        lines.append(
+            f"- Overheads (first two stages, {overheads['steps']} steps): a step with "
+            f"`scheduler.step()` takes {step['ratio']:.2f}× a bare step "
+            f"({step['autolrs_s_per_step'] * 1e3:.2f} vs {step['bare_s_per_step'] * 1e3:.2f} ms); "
+            f"snapshot + restore {snapshot['library_s'] * 1e3:.2f} ms, {snapshot['ratio']:.1f}× "
+            f"a raw copy of the same {snapshot['nbytes'] / 2**20:.2f} MiB; decision per candidate "
+            f"{_num(decision['mean_s'], digits=3)} s mean, {_num(decision['max_s'], digits=3)} s "
+            "max (forecast + GP)."
+        )
+    return [*lines, ""] if lines else []
+
+
+def _find(summary: TaskSummary, method: str) -> MethodSummary | None:
+    return next((m for m in summary.methods if m.method == method), None)
+
+
+def _speedup_cell(interval: Interval | None) -> str:
+    if interval is None:
+        return "—"
+    if interval.estimate == 0.0:
+        return "✗ not reached"
+    mark = " ✓" if interval.low > 1.0 and interval.n >= MIN_SEEDS_TO_CLAIM else ""
+    if interval.n == 1:
+        return f"{interval.estimate:.2f}{mark}"
+    return f"{interval.estimate:.2f} [{interval.low:.2f}, {interval.high:.2f}]{mark}"
+
+
+def _loss_cell(interval: Interval | None, *, missing: str) -> str:
+    if interval is None:
+        return missing
+    if interval.n == 1:
+        return f"{interval.estimate:.4g}"
+    return f"{interval.estimate:.4g} [{interval.low:.4g}, {interval.high:.4g}]"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+
+def _figure(title: str, panels: int = 1) -> tuple[Any, list[Any]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8 * panels, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    figure.suptitle(title)
+    axes = [figure.add_subplot(1, panels, index + 1) for index in range(panels)]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return figure, axes
+
+
+def _plot_losses(result: SuiteResult, name: str, path: Path) -> None:
+    # Left: against executed steps (search included); right: against cost, which adds each
+    # method's own validation passes. Dotted lines mark T, 2T and 3T.
+    budget = result.tasks[name].spec.budget
+    figure, (by_steps, by_cost) = _figure(f"{name}: validation loss", panels=2)
+    by_steps.set_xlabel("executed optimizer steps (search included)")
+    by_cost.set_xlabel("cost (executed steps + own evaluations)")
+    colors = _colors(len(result.methods[name]))
+    for color, (method, runs) in zip(colors, result.methods[name].items(), strict=True):
+        for index, run in enumerate(runs.runs):
+            points = [p for p in run.curve if p.val_loss is not None]
+            style = {
+                "color": color,
+                "ls": _line_style(method),
+                "lw": 1.2,
+                "alpha": 0.8,
+                "label": method if index == 0 else None,
+            }
+            by_steps.plot([p.total_steps for p in points], [p.val_loss for p in points], **style)
+            by_cost.plot([p.cost for p in points], [p.val_loss for p in points], **style)
+    target = result.references[name].target
+    for axes in (by_steps, by_cost):
+        axes.axhline(target, color="black", ls="--", lw=1, label="target L*")
+        for multiple in (1, 2, 3):
+            axes.axvline(multiple * budget, color="grey", ls=":", lw=0.8)
+        axes.set_ylabel("validation loss")
+        axes.set_yscale("log")
+    by_cost.legend(fontsize=7, ncol=2)
+    figure.savefig(path)
+
+
+def _plot_lrs(result: SuiteResult, name: str, path: Path) -> None:
+    figure, (axes,) = _figure(f"{name}: learning rate against update steps")
+    axes.set_xlabel("update step")
+    axes.set_ylabel("LR")
+    reference = result.references[name]
+    baseline: RunRecord = reference.baseline_runs[0]
+    axes.plot(
+        expand_segments(baseline.lr_segments),
+        color="black",
+        lw=1.5,
+        drawstyle="steps-post",
+        label=f"tuned {reference.baseline_family}",
+    )
+    autolrs = {m: r for m, r in result.methods[name].items() if m.startswith("autolrs")}
+    for color, (method, runs) in zip(_colors(len(autolrs)), autolrs.items(), strict=True):
+        for index, run in enumerate(runs.runs):
+            axes.plot(
+                expand_segments(run.lr_segments),
+                color=color,
+                ls=_line_style(method),
+                drawstyle="steps-post",
+                lw=1,
+                alpha=0.8,
+                label=method if index == 0 else None,
+            )
+    axes.set_yscale("log")
+    axes.legend(fontsize=7)
+    figure.savefig(path)
+
+
+def _line_style(method: str) -> str:
+    # The AutoLRS presets may resolve to the same config; dashes keep both visible.
+    return "--" if method == "autolrs-paper" else "-"
+
+
+def _colors(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return [palette(index % 10) for index in range(count)]

@@ -1,0 +1,120 @@
+import json
+
+import pytest
+
+import autolrs.bench.suite as suite_module
+from autolrs.bench.report import write_report
+from autolrs.bench.suite import Suite, SuiteSettings
+
+FAST_METHODS = ("constant", "cosine", "step", "schedulefree", "prodigy", "plateau")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def count_runs(monkeypatch):
+    """Counts the runs a suite actually executes (as opposed to reads from the store)."""
+    calls = []
+    real_run = suite_module.run
+
+    def counting_run(task, config, seed, settings):
+        calls.append((config.method, config.lr, seed))
+        return real_run(task, config, seed, settings)
+
+    monkeypatch.setattr(suite_module, "run", counting_run)
+    return calls
+
+
+def settings(tmp_path, **changes):
+    values = {
+        "suite": "smoke",
+        "tasks": ("fake",),
+        "methods": FAST_METHODS,
+        "seeds": 2,
+        "family_seeds": 2,
+        "out_dir": tmp_path / "out",
+        "reference_dir": tmp_path / "reference",
+        "overheads": False,
+        "progress": False,
+    }
+    values.update(changes)
+    return SuiteSettings(**values)
+
+
+def test_a_second_invocation_runs_nothing_already_finished(tmp_path, fake_task, count_runs):
+    first = Suite(settings(tmp_path), {"fake": fake_task}).run()
+    executed = len(count_runs)
+    # Grid: 4 families x 2 LRs; one extra seed per family; then 6 methods x 2 seeds, of which
+    # constant/cosine/step at their best LR are already done, schedulefree-tuned is not run.
+    assert executed == 8 + 4 + (6 * 2 - 3 * 2)
+    assert not first.failures
+
+    count_runs.clear()
+    second = Suite(settings(tmp_path), {"fake": fake_task}).run()
+    assert count_runs == []
+    assert second.references["fake"] == first.references["fake"]
+
+    # A new seed runs only that seed of each method.
+    Suite(settings(tmp_path, seeds=3), {"fake": fake_task}).run()
+    assert sorted({seed for _, _, seed in count_runs}) == [2]
+    assert len(count_runs) == len(FAST_METHODS)
+
+
+def test_regrid_reruns_the_grid_only_when_asked(tmp_path, fake_task, count_runs):
+    Suite(settings(tmp_path, methods=("cosine",)), {"fake": fake_task}).run()
+    reference_file = tmp_path / "reference" / "fake-v1-smoke.json"
+    assert reference_file.exists()
+
+    # A fresh output folder: with the reference file in place no grid run is needed.
+    count_runs.clear()
+    fresh = settings(tmp_path, methods=("cosine",), out_dir=tmp_path / "fresh")
+    Suite(fresh, {"fake": fake_task}).run()
+    assert len(count_runs) == 2  # cosine at its tuned LR, two seeds
+
+    count_runs.clear()
+    regrid = settings(tmp_path, methods=("cosine",), out_dir=tmp_path / "regrid", regrid=True)
+    Suite(regrid, {"fake": fake_task}).run()
+    assert len(count_runs) == 8 + 4
+
+
+def test_the_report_has_a_table_per_task_plots_and_a_summary(tmp_path, fake_task):
+    result = Suite(settings(tmp_path), {"fake": fake_task}).run()
+    report = write_report(result, n_boot=200)
+
+    text = report.read_text()
+    assert "## Overall" in text and "## fake (v1, smoke)" in text
+    for method in FAST_METHODS:
+        assert f"| {method} |" in text
+    for plot in ("fake-loss.png", "fake-lr.png"):
+        assert (report.parent / "plots" / plot).read_bytes().startswith(PNG_SIGNATURE)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    baseline = summary["tasks"]["fake"]["baseline"]
+    assert baseline["target"] == pytest.approx(result.references["fake"].target)
+    assert summary["machine"]["torch_threads"] == 2
+
+
+def test_a_failing_run_is_reported_and_retried_next_time(tmp_path, fake_task, monkeypatch):
+    real_run = suite_module.run
+
+    def failing_prodigy(task, config, seed, settings):
+        if config.method == "prodigy":
+            raise RuntimeError("boom")
+        return real_run(task, config, seed, settings)
+
+    monkeypatch.setattr(suite_module, "run", failing_prodigy)
+    result = Suite(settings(tmp_path, seeds=1), {"fake": fake_task}).run()
+    assert result.failures == ["fake prodigy lr=1.0 seed=0: RuntimeError: boom"]
+    assert result.methods["fake"]["prodigy"].runs == []
+
+    monkeypatch.setattr(suite_module, "run", real_run)
+    again = Suite(settings(tmp_path, seeds=1), {"fake": fake_task}).run()
+    assert not again.failures
+    assert len(again.methods["fake"]["prodigy"].runs) == 1
+
+
+def test_settings_name_the_valid_choices(tmp_path):
+    with pytest.raises(ValueError, match="methods must be a non-empty subset"):
+        settings(tmp_path, methods=("sgdr",))
+    with pytest.raises(ValueError, match="suite must be one of"):
+        settings(tmp_path, suite="huge")
+    with pytest.raises(ValueError, match="seeds must be an integer"):
+        settings(tmp_path, seeds=0)
