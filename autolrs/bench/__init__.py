@@ -16,5 +16,5 @@ Layout (dependencies point down):
 - :mod:`~autolrs.bench.store`, :mod:`~autolrs.bench.records`: the results, one JSON line each;
 - :mod:`~autolrs.bench.tasks`: the tasks themselves.
 
-The protocol is BENCHMARKS.md's; nothing here is imported by ``import autolrs``.
+The protocol is docs/benchmark.md's; nothing here is imported by ``import autolrs``.
 """

@@ -33,8 +33,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench`` options to ``parser`` and set ``main`` as its handler's target."""
     parser.description = (
         "Compare AutoLRS with tuned baseline schedules and LR-free optimizers: steps and cost "
-        "to reach the tuned baseline's validation loss, per BENCHMARKS.md. Resumable: finished "
-        "runs in --out are skipped."
+        "to reach the tuned baseline's validation loss (protocol: docs/benchmark.md). "
+        "Resumable: finished runs in --out are skipped."
     )
     parser.add_argument(
         "--suite",

@@ -1,6 +1,6 @@
 """What a user judges a method by: steps and cost to reach the tuned baseline's loss.
 
-Notation (BENCHMARKS.md, "Protocol"):
+Notation (docs/benchmark.md, "Protocol"):
 
 ==========  ==========================================================================
 symbol      meaning

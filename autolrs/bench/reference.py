@@ -1,6 +1,6 @@
 """The tuned baseline of a task and its reference file.
 
-Protocol (BENCHMARKS.md): sweep each family's peak LR over the task's grid with one seed; run
+Protocol (docs/benchmark.md): sweep each family's peak LR over the task's grid with one seed; run
 each family's best LR with more seeds; the *tuned baseline* is the family and LR with the
 lowest mean final validation loss, and the *target* L* is that mean. The reference file keeps
 the result (the grid's finals, every seed run of each family's best LR with its curve, the

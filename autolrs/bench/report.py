@@ -36,7 +36,7 @@ __all__ = ["write_report", "summarise"]
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.md"
-#: A speedup is claimed (✓) only from at least this many seeds (BENCHMARKS.md's development
+#: A speedup is claimed (✓) only from at least this many seeds (docs/benchmark.md's development
 #: minimum), and only when its interval's lower bound exceeds 1.
 MIN_SEEDS_TO_CLAIM = 3
 SUMMARY_FILE = "summary.json"

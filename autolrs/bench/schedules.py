@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 Family = str
-#: The hand-tuned baseline families of the protocol (BENCHMARKS.md).
+#: The hand-tuned baseline families of the protocol (docs/benchmark.md).
 FAMILIES: tuple[Family, ...] = ("constant", "cosine", "step")
 
 #: Milestones of the step family, as fractions of the budget T, and its decay per milestone.

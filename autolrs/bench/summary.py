@@ -3,7 +3,7 @@
 Every figure here follows :mod:`~autolrs.bench.metrics`: the target L* and the baseline's steps
 to it S_b come from the reference file; each method is read on the mean of its committed curves
 over seeds. Wall-clock speedups compare against this suite's own runs of the tuned baseline,
-the only ones interleaved with the method's (BENCHMARKS.md: wall time drifts between jobs).
+the only ones interleaved with the method's (docs/benchmark.md: wall time drifts between jobs).
 """
 
 from __future__ import annotations

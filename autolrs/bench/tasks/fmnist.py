@@ -49,11 +49,11 @@ _EVAL_CHUNK = 256  # images per validation forward pass; fixed, as sums round by
 _SMOKE_TRAIN = 4096
 _SMOKE_VAL = 1024
 _SGD = {"momentum": 0.9, "weight_decay": 5e-4}
-# The 1-3-10 series around the tuned cosine peak 0.03 of BENCHMARKS.md. For the MLP, 0.3
+# The 1-3-10 series around cosine's best peak LR, 0.03, in pilot runs. For the MLP, 0.3
 # diverges, and the grid reaches down to 0.001 because a constant LR of 0.003 (0.313 after 8,000
-# steps, one seed) beat BENCHMARKS.md's best constant (0.338) while 0.001 is clearly worse
-# (0.359). For the CNN (one seed each): cosine at 0.3 ends at 0.323, against 0.251 at 0.03 in
-# BENCHMARKS.md; constant 0.003 at 0.272 is clearly worse than constant 0.01 at 0.241.
+# steps, one seed) beat a constant 0.01 while 0.001 is clearly worse (0.359). For the CNN (one
+# seed each): cosine at 0.3 ends at 0.323, against 0.251 at 0.03; constant 0.003 at 0.272 is
+# clearly worse than constant 0.01 at 0.241.
 _MLP_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 _CNN_LR_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 

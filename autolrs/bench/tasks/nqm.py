@@ -18,7 +18,7 @@ true gradient plus zero-mean noise of covariance H/B, as in the NQM papers.
 Metric: the exact expected loss L(θ) = E_ξ ℓ(θ; ξ) = ½ Σ hᵢθᵢ². The NQM literature leaves out
 the constant that a model of per-example losses around a random optimum would add (it shifts
 every curve equally and moves no step at which a target is reached); leaving it out keeps the
-numbers comparable with BENCHMARKS.md. L needs no data, so a validation costs nothing
+numbers comparable with published NQM results. L needs no data, so a validation costs nothing
 (``val_cost = probe_cost = 0``) and the probe is the exact value too.
 
 With θ₀ ~ N(0, I) the expected initial loss is ½ Σ 1/i ≈ 4.89 for d = 10⁴. Under plain SGD at
@@ -28,7 +28,7 @@ LR ηₜ the expected loss follows the closed-form recursion E θᵢ²ₜ₊₁ 
 Expected final losses from that recursion at T = 4,000 over the grid 0.03 … 3.0: cosine to
 zero 1.94, 1.39, 0.98, 0.81, ∞ (the optimum, ≈ 0.81 near peak 0.75–1.0, is flat); constant
 1.64, 1.21, 1.21, 2.87, ∞; step ×0.1 at 50% and 75% 1.93, 1.39, 1.04, 1.05, ∞. Cosine tuned
-for T/2 reaches only 1.10, far above 0.81, so T meets the horizon rule of BENCHMARKS.md.
+for T/2 reaches only 1.10, far above 0.81, so T meets the horizon rule of docs/benchmark.md.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ reference curves, not these numbers, are what the benchmark uses): cosine 3e-3 r
 0.0413 ± 0.0009 (3 seeds), its neighbours 1e-3 and 1e-2 0.048 and 0.059; the best constant
 (1e-3) 0.058 and the best step schedule (3e-3) 0.049; both ends of the grid are worse for every
 family. Cosine tuned for T/2 = 3,000 steps ends at 0.053 ± 0.002, about 12 seed deviations
-above the target, so the budget meets the horizon rule of BENCHMARKS.md.
+above the target, so the budget meets the horizon rule of docs/benchmark.md.
 
 Optimizer: AdamW without weight decay (i.e. Adam), batch 64, no warmup. Costs: a validation pass
 is 4,096 / 64 = 64 batch forwards, ``val_cost`` = 64 / 3 ≈ 21 steps; the probe is 10 / 3.
