@@ -1,4 +1,4 @@
-"""The ``autolrs`` command: ``autolrs demo`` trains a small network, ``autolrs bench`` benchmarks.
+"""The ``autolrs`` command: ``demo``, ``bench``, ``report`` and ``serve``.
 
 This is the one place in the package that configures logging: for as long as :func:`main` runs,
 one handler on the root logger writes to stderr, the library's loggers at INFO (``-v``: DEBUG,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import importlib.util
 import logging
 import sys
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo_parser(subparsers)
-    _add_bench_parser(subparsers)
+    for name, module_name, help_text in _PLUGINS:
+        _add_plugin_parser(subparsers, name, module_name, help_text)
     return parser
 
 
@@ -143,29 +145,38 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
-    try:
-        from autolrs.bench.cli import configure_parser
-        from autolrs.bench.cli import main as bench_main
-    except ImportError as error:
-        _add_unavailable_bench_parser(subparsers, error)
-        return
-    parser = subparsers.add_parser(
-        "bench", help="compare AutoLRS with baseline schedules on benchmark tasks"
-    )
-    configure_parser(parser)
-    parser.set_defaults(handler=bench_main)
+#: Subcommands whose parser and handler live in another module, imported when the parser is
+#: built: (name, module, help). A module that cannot be imported (its optional dependencies are
+#: missing) leaves a stand-in that explains why.
+_PLUGINS = (
+    ("bench", "autolrs.bench.cli", "compare AutoLRS with baseline schedules on benchmark tasks"),
+    ("report", "autolrs.reporting.cli", "write an HTML report of a run from its event log"),
+    ("serve", "autolrs.service.cli", "run the AutoLRS controller as an HTTP service"),
+)
 
 
-def _add_unavailable_bench_parser(
-    subparsers: argparse._SubParsersAction, error: ImportError
+def _add_plugin_parser(
+    subparsers: argparse._SubParsersAction, name: str, module_name: str, help_text: str
 ) -> None:
-    """A stand-in ``bench`` that accepts anything and explains why it cannot run."""
-    reason = f"the benchmark is not available in this installation ({error})"
-    parser = subparsers.add_parser("bench", help="benchmark (not available)", description=reason)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        _add_unavailable_parser(subparsers, name, error)
+        return
+    parser = subparsers.add_parser(name, help=help_text)
+    module.configure_parser(parser)
+    parser.set_defaults(handler=module.main)
+
+
+def _add_unavailable_parser(
+    subparsers: argparse._SubParsersAction, name: str, error: ImportError
+) -> None:
+    """A stand-in subcommand that accepts anything and explains why it cannot run."""
+    reason = f"'autolrs {name}' is not available in this installation ({error})"
+    parser = subparsers.add_parser(name, help=f"{name} (not available)", description=reason)
 
     def unavailable(args: argparse.Namespace) -> int:
-        print(f"autolrs bench: {reason}", file=sys.stderr)
+        print(f"autolrs {name}: {reason}", file=sys.stderr)
         return 2
 
     parser.set_defaults(handler=unavailable, accepts_unknown=True)

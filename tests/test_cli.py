@@ -108,7 +108,7 @@ def test_bench_reports_when_the_benchmark_is_missing(
     assert main(["bench", "--task", "x", "extra"]) == 2
 
     err = capsys.readouterr().err
-    assert "autolrs bench: the benchmark is not available" in err
+    assert "autolrs bench: 'autolrs bench' is not available in this installation" in err
 
 
 def test_bench_runs_the_benchmark_cli_with_its_own_options(

@@ -350,7 +350,6 @@ class Controller:
         stage.chosen_lr = choice.lr
         stage.chosen_forecast = choice.predicted
         stage.choice_reason = choice.reason
-        eval_every = stage.stage_steps if stage.metric == "val" else 0
         threshold = self._abort_threshold(stage)
 
         last = len(stage.candidates) - 1
@@ -365,14 +364,15 @@ class Controller:
             # The model already holds the chosen candidate's τ' steps: they become progress.
             self._search_steps -= stage.trial_steps
             self._update_steps += stage.trial_steps
-            remaining = stage.stage_steps - stage.trial_steps
-            train = self._train("stage", remaining, choice.lr, eval_every, abort_above=threshold)
-            reply: list[Command] = [train]
+            stage.kept_trial_steps = stage.trial_steps
+            steps = stage.stage_steps - stage.trial_steps
+            reply: list[Command] = []
         else:
-            train = self._train(
-                "stage", stage.stage_steps, choice.lr, eval_every, abort_above=threshold
-            )
-            reply = [Restore(), train]
+            steps = stage.stage_steps
+            reply = [Restore()]
+        # In validation stages, one evaluation after the last step measures what was reached.
+        eval_every = steps if stage.metric == "val" else 0
+        reply.append(self._train("stage", steps, choice.lr, eval_every, abort_above=threshold))
 
         if choice.reason:
             logger.warning(
@@ -427,6 +427,11 @@ class Controller:
     ) -> list[Command]:
         """Stage training diverged: roll back to the snapshot and use the next-best LR."""
         self._search_steps += len(losses)
+        if stage.kept_trial_steps:
+            # The kept trial's steps are rolled back with the rest: they were search after all.
+            self._update_steps -= stage.kept_trial_steps
+            self._search_steps += stage.kept_trial_steps
+            stage.kept_trial_steps = 0
         reason = _divergence(command, losses, losses) or "diverged"
         stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
         if stage.choice_reason == "all_failed":

@@ -111,6 +111,8 @@ class StageRecord:
             training loss of the stage's last τ' steps); None until the stage ends.
         reference_loss: Training loss when the stage began (mean of the last steps trained
             before it, or the first trial step's loss); the divergence threshold scales it.
+        kept_trial_steps: Trial steps of the chosen candidate kept as the stage's first steps
+            (``keep_last_trial``); 0 when the stage trained from the snapshot.
     """
 
     index: int
@@ -126,6 +128,7 @@ class StageRecord:
     restarts: list[StageRestart] = field(default_factory=list)
     final_loss: float | None = None
     reference_loss: float | None = None
+    kept_trial_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -155,4 +158,5 @@ class StageRecord:
             reference_loss=(
                 None if data.get("reference_loss") is None else float(data["reference_loss"])
             ),
+            kept_trial_steps=int(data.get("kept_trial_steps", 0)),
         )

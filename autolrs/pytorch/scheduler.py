@@ -204,6 +204,13 @@ class AutoLRS:
         """LR of each param group for the next optimizer step."""
         return list(self._last_lr)
 
+    def close(self) -> None:
+        """Close the event log file, if any; later events are not written to it."""
+        if self._event_log is not None:
+            self._event_log.close()
+            self._listeners.remove(self._event_log)
+            self._event_log = None
+
     def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call ``listener(event)`` for every later event (see :mod:`autolrs.events`)."""
         if not callable(listener):

@@ -241,9 +241,36 @@ def test_keep_last_trial_continues_from_the_last_candidate_when_it_wins():
     assert kinds(reply) == ["Train"], "no restore: the model already holds the winner's steps"
     stage = controller.history[0]
     assert stage.chosen_lr == stage.candidates[-1].lr
+    assert stage.kept_trial_steps == stage.trial_steps
     assert reply[-1].steps == stage.stage_steps - stage.trial_steps
     assert controller.update_steps == stage.trial_steps
     assert controller.search_steps == stage.trial_steps
+
+    # If that stage training then diverges, the kept steps are rolled back too.
+    controller.report(Report(seq=reply[-1].seq, losses=[1.0, math.nan]))
+    assert stage.kept_trial_steps == 0
+    assert controller.update_steps == 0
+    assert controller.search_steps == 2 * stage.trial_steps + 2
+
+
+def test_a_kept_trial_in_a_validation_stage_still_measures_the_loss_reached():
+    config = small_config(
+        keep_last_trial=True, num_candidates=2, first_candidate="center", stage_steps=80
+    )
+    controller = Controller(config, validation=True)
+    center = controller.start()[-1]
+    assert controller.history[0].metric == "val"
+
+    def first_is_bad(command: Train) -> list[float]:
+        offset = 1.0 if command.lr == center.lr else 0.0
+        return [x + offset for x in bowl_curve(command.lr, command.steps)]
+
+    reply = controller.report(answer(center, first_is_bad))
+    reply = controller.report(answer(reply[-1], first_is_bad))
+    stage_command = reply[-1]
+    assert stage_command.steps == 60 and stage_command.eval_every == 60
+    controller.report(answer(stage_command, first_is_bad))
+    assert controller.history[0].final_loss is not None
 
 
 @pytest.mark.parametrize("validation", [False, True])
