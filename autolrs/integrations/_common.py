@@ -1,0 +1,154 @@
+"""What the framework integrations share: optional imports, config, budget, decision metrics."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import numbers
+from types import ModuleType
+from typing import Any
+
+from autolrs.config import AutoLRSConfig
+from autolrs.errors import AutoLRSError, ConfigError
+
+__all__ = [
+    "DecisionMetrics",
+    "check_total_steps",
+    "check_val_batches",
+    "require",
+    "resolve_config",
+    "warn_if_step_cap_too_low",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of every metric the integrations log, so they group together in a dashboard.
+METRIC_PREFIX = "autolrs/"
+
+
+def require(module: str, extra: str, integration: str) -> ModuleType:
+    """Import ``module`` or raise an :class:`AutoLRSError` that names the extra to install.
+
+    Args:
+        module: Dotted name of the framework module, e.g. ``"lightning.pytorch"``.
+        extra: The autolrs extra that installs it, e.g. ``"lightning"``.
+        integration: Name of the integration, for the message.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise AutoLRSError(
+            f"{integration} needs {module!r}, which cannot be imported ({exc}): "
+            f"pip install 'autolrs[{extra}]'"
+        ) from exc
+
+
+def resolve_config(
+    min_lr: float | None,
+    max_lr: float | None,
+    total_steps: int | None,
+    config: AutoLRSConfig | None,
+) -> AutoLRSConfig:
+    """The search's config, built when the callback is created so bad values fail at once.
+
+    Without ``config``: the paper's constants, with stage lengths scaled to ``total_steps``
+    (:meth:`AutoLRSConfig.for_budget`) when it is given. With ``config``: that config, with
+    ``min_lr``/``max_lr`` replaced when given; ``total_steps`` then only sets the budget.
+    """
+    if config is not None:
+        if not isinstance(config, AutoLRSConfig):
+            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
+        changes = {k: v for k, v in (("min_lr", min_lr), ("max_lr", max_lr)) if v is not None}
+        return config.replace(**changes) if changes else config
+    if min_lr is None or max_lr is None:
+        raise ConfigError(
+            f"min_lr and max_lr are required when no config is given, got min_lr={min_lr!r}, "
+            f"max_lr={max_lr!r}"
+        )
+    if total_steps is not None:
+        return AutoLRSConfig.for_budget(total_steps, min_lr, max_lr)
+    return AutoLRSConfig(min_lr=min_lr, max_lr=max_lr)
+
+
+def check_total_steps(total_steps: object) -> int | None:
+    """``total_steps`` as an int ≥ 1, or None."""
+    if total_steps is None:
+        return None
+    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
+        raise ConfigError(f"total_steps must be an integer >= 1 or None, got {total_steps!r}")
+    if total_steps < 1:
+        raise ConfigError(f"total_steps must be >= 1, got {total_steps!r}")
+    return int(total_steps)
+
+
+def check_val_batches(val_batches: object) -> int:
+    """``val_batches`` as an int ≥ 0 (0 turns validation off)."""
+    if isinstance(val_batches, bool) or not isinstance(val_batches, numbers.Integral):
+        raise ConfigError(f"val_batches must be an integer >= 0, got {val_batches!r}")
+    if val_batches < 0:
+        raise ConfigError(f"val_batches must be >= 0, got {val_batches!r}")
+    return int(val_batches)
+
+
+def warn_if_step_cap_too_low(cap: int, total_steps: int | None, setting: str) -> None:
+    """Warn when the framework's own step limit will likely end the run before the budget.
+
+    The framework counts every optimizer step, search steps included, and a run costs about
+    twice its update steps (the k candidates of a stage train k·τ' = τ steps in all).
+    """
+    if total_steps is None or cap <= 0 or cap >= 2 * total_steps:
+        return
+    logger.warning(
+        "%s=%d counts every optimizer step, candidate trials included, and will likely stop "
+        "training before total_steps=%d update steps; a search costs about as many steps as "
+        "it keeps, so set %s to at least %d (or leave it unlimited)",
+        setting,
+        cap,
+        total_steps,
+        setting,
+        3 * total_steps,
+    )
+
+
+class DecisionMetrics:
+    """A scheduler listener that turns the search's decisions into metrics for a logger.
+
+    Framework loggers can only be written from certain hooks, so decisions are queued as they
+    happen (inside ``AutoLRS.step``) and :meth:`drain` hands them to the hook that logs them.
+    Each entry is a dict of metric name to float.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[dict[str, float]] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Queue the metrics of one AutoLRS event, if it is a decision."""
+        kind = event["event"]
+        if kind == "choice":
+            metrics = {"stage": event["stage"], "chosen_lr": event["lr"]}
+            if event["predicted"] is not None:
+                metrics["predicted_loss"] = event["predicted"]
+        elif kind == "stage_end":
+            stage = event["stage"]
+            metrics = {"stage": stage["index"]}
+            if stage["final_loss"] is not None:
+                metrics["stage_final_loss"] = stage["final_loss"]
+        elif kind == "restart":
+            metrics = {"stage": event["stage"], "restarted_lr": event["restart"]["lr"]}
+        else:
+            return
+        metrics["update_steps"] = event["update_steps"]
+        metrics["search_steps"] = event["search_steps"]
+        self._pending.append(
+            {
+                METRIC_PREFIX + name: float(value)
+                for name, value in metrics.items()
+                if math.isfinite(float(value))
+            }
+        )
+
+    def drain(self) -> list[dict[str, float]]:
+        """The queued metrics, oldest first; the queue is emptied."""
+        pending, self._pending = self._pending, []
+        return pending
