@@ -86,6 +86,9 @@ class AutoLRS:
         event_log: JSON-lines file to append every event of the search to (see
             :mod:`autolrs.events`); enough to rebuild the whole history. In a distributed job,
             give each rank its own file or pass it on rank 0 only.
+        server: URL of an AutoLRS service (``autolrs serve``) to run the search in, instead of
+            in this process; the decisions are the same. None: search in process.
+        server_token: Bearer token for a server that requires one.
     """
 
     def __init__(
@@ -104,6 +107,8 @@ class AutoLRS:
         distributed: bool | None = None,
         sync_timeout: float = 600.0,
         event_log: str | os.PathLike[str] | None = None,
+        server: str | None = None,
+        server_token: str | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ConfigError(
@@ -149,7 +154,13 @@ class AutoLRS:
         if self._event_log is not None:
             self._listeners.append(self._event_log)
 
-        self.controller = Controller(self._config, validation=val_fn is not None)
+        if server is None:
+            self._controllers: Any = Controller
+        else:
+            from autolrs.service.client import RemoteControllerFactory
+
+            self._controllers = RemoteControllerFactory(server, token=server_token)
+        self.controller = self._controllers(self._config, validation=val_fn is not None)
         self._emit("start", config=self._config.to_dict(), validation=val_fn is not None)
         self._execute(self.controller.start())
 
@@ -320,7 +331,7 @@ class AutoLRS:
                 f"scheduler state format {state_dict.get('format')!r} is not supported; "
                 f"expected {STATE_FORMAT}"
             )
-        controller = Controller.from_state_dict(state_dict["controller"])
+        controller = self._controllers.from_state_dict(state_dict["controller"])
         if controller.config != self._config:
             raise ConfigError(
                 "the checkpoint's AutoLRS config differs from this scheduler's in "
