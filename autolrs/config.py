@@ -78,8 +78,9 @@ class AutoLRSConfig:
         keep_last_trial: When the chosen LR is the last candidate tried, keep its trial steps
             as progress instead of restoring the snapshot and training them again.
         divergence_factor: A candidate or a stage training whose training loss exceeds this
-            many times the stage's reference loss (the training loss when the stage began) is
-            stopped at once and treated like a non-finite loss. > 1, or None to stop only on
+            many times the stage's reference loss (the largest training loss over the last
+            steps trained before the stage) is stopped at once and treated like a non-finite
+            loss. > 1, or None to stop only on
             non-finite losses. Guards the GP against finite but exploding losses.
         total_steps: The run's budget in update steps, when known. The stage that would leave
             less than half of the next stage's length before the budget ends is stretched to

@@ -30,7 +30,9 @@ def test_short_demo_writes_a_schedule_that_trains_the_network(
 ) -> None:
     out = tmp_path / "demo"
 
-    status = main(["demo", "--steps", "1600", "--seed", "0", "--out", str(out), "--quiet"])
+    # 2400 update steps: τ grows from 100 to τ_max = 300, whose 30-step trials give 6
+    # validation points, enough for candidates to be judged on validation.
+    status = main(["demo", "--steps", "2400", "--seed", "0", "--out", str(out), "--quiet"])
 
     printed = capsys.readouterr().out
     assert status == 0
@@ -41,7 +43,7 @@ def test_short_demo_writes_a_schedule_that_trains_the_network(
     summary = json.loads((out / "history.json").read_text())
     stages = [StageRecord.from_dict(s) for s in summary["stages"]]
     config = summary["config"]
-    assert summary["update_steps"] == 1600
+    assert summary["update_steps"] == 2400
     assert len(stages) >= 3
     # The stage length doubles up to τ_max, after which candidates are judged on validation.
     assert stages[0].metric == "train"

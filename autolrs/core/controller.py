@@ -91,7 +91,9 @@ class Controller:
         self._search_steps = 0
         self._evaluations = 0
         self._history: list[StageRecord] = []
-        # Training loss level where the last kept training ended: the next stage's reference.
+        # Largest training loss over the last steps of kept training: the next stage's
+        # reference. The largest, not the mean, so that one noisy mini-batch is not taken for
+        # divergence.
         self._recent_loss: float | None = None
 
     # -- read-only views ---------------------------------------------------------------------
@@ -211,7 +213,7 @@ class Controller:
                 "warmup_lr or lengthen warmup_steps"
             )
         self._update_steps += len(losses)
-        self._recent_loss = _tail_mean(losses, max(1, len(losses) // 10))
+        self._recent_loss = _tail_max(losses, max(1, len(losses) // 10))
         return self._begin_stage()
 
     def _begin_stage(self) -> list[Command]:
@@ -406,11 +408,12 @@ class Controller:
             return self._restart_stage(stage, command, losses)
 
         self._update_steps += len(losses)
-        self._recent_loss = _tail_mean(losses, stage.trial_steps)
+        self._recent_loss = _tail_max(losses, stage.trial_steps)
         if stage.metric == "val":
             reached = val_losses[-1] if val_losses else math.nan
         else:
-            reached = math.nan if self._recent_loss is None else self._recent_loss
+            reached = _tail_mean(losses, stage.trial_steps)
+            reached = math.nan if reached is None else reached
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
             "stage %d done at update step %d: %s loss %.5g (predicted %s)",
@@ -553,6 +556,12 @@ def _divergence(command: Train, losses: list[float], curve: list[float]) -> str:
     if len(losses) < command.steps:
         return "diverged"  # stopped by abort_above
     return ""
+
+
+def _tail_max(losses: list[float], count: int) -> float | None:
+    """Largest of the last ``count`` losses, or None when it is not finite."""
+    value = float(np.max(losses[-count:]))
+    return value if math.isfinite(value) else None
 
 
 def _tail_mean(losses: list[float], count: int) -> float | None:

@@ -109,8 +109,9 @@ class StageRecord:
         restarts: Stage trainings that diverged and were restarted from the snapshot.
         final_loss: The metric measured at the end of the stage (validation loss, or the mean
             training loss of the stage's last τ' steps); None until the stage ends.
-        reference_loss: Training loss when the stage began (mean of the last steps trained
-            before it, or the first trial step's loss); the divergence threshold scales it.
+        reference_loss: Training loss when the stage began: the largest over the last steps
+            trained before it (or the first trial step's loss, when nothing was trained yet);
+            the divergence threshold scales it.
         kept_trial_steps: Trial steps of the chosen candidate kept as the stage's first steps
             (``keep_last_trial``); 0 when the stage trained from the snapshot.
     """

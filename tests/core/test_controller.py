@@ -384,7 +384,10 @@ def test_the_reference_loss_of_later_stages_is_where_the_previous_stage_ended():
     run(controller, config.num_candidates + 1)
     first, second = controller.history
     assert first.reference_loss == bowl_curve(first.candidates[0].lr, 5)[0]
-    assert second.reference_loss == pytest.approx(first.final_loss)
+    # The largest of the first stage's last τ' training losses, not their mean.
+    last = bowl_curve(first.chosen_lr, first.stage_steps)[-first.trial_steps :]
+    assert second.reference_loss == max(last)
+    assert first.final_loss == pytest.approx(sum(last) / len(last))
 
 
 def test_the_last_stage_stretches_to_the_budget_instead_of_leaving_a_stub():
