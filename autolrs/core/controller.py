@@ -41,6 +41,7 @@ from autolrs.core.commands import (
 )
 from autolrs.core.forecast import forecast
 from autolrs.core.history import CandidateRecord, Metric, StageRecord, StageRestart
+from autolrs.core.reports import divergence, tail_max, tail_mean, validate_report
 from autolrs.core.search import GPSearch, Observation
 from autolrs.errors import ConfigError, DivergenceError, ProtocolError
 
@@ -194,7 +195,7 @@ class Controller:
         command = self._pending
         if command is None:
             raise ProtocolError("report() before start(): call start() first")
-        losses, val_losses = _validate_report(command, report)
+        losses, val_losses = validate_report(command, report)
         if command.phase == "warmup":
             reply = self._finish_warmup(command, losses)
         elif command.phase == "trial":
@@ -213,7 +214,7 @@ class Controller:
                 "warmup_lr or lengthen warmup_steps"
             )
         self._update_steps += len(losses)
-        self._recent_loss = _tail_max(losses, max(1, len(losses) // 10))
+        self._recent_loss = tail_max(losses, max(1, len(losses) // 10))
         return self._begin_stage()
 
     def _begin_stage(self) -> list[Command]:
@@ -289,7 +290,7 @@ class Controller:
 
         result = forecast(steps, curve, horizon=stage.stage_steps) if curve else None
         threshold = self._abort_threshold(stage)
-        reason = _divergence(command, losses, curve)
+        reason = divergence(command, losses, curve)
         if not reason and result is not None and math.isfinite(result.value):
             if threshold is not None and result.value > threshold:
                 reason = "diverged"  # finite, but forecast to explode
@@ -408,11 +409,11 @@ class Controller:
             return self._restart_stage(stage, command, losses)
 
         self._update_steps += len(losses)
-        self._recent_loss = _tail_max(losses, stage.trial_steps)
+        self._recent_loss = tail_max(losses, stage.trial_steps)
         if stage.metric == "val":
             reached = val_losses[-1] if val_losses else math.nan
         else:
-            reached = _tail_mean(losses, stage.trial_steps)
+            reached = tail_mean(losses, stage.trial_steps)
             reached = math.nan if reached is None else reached
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
@@ -435,7 +436,7 @@ class Controller:
             self._update_steps -= stage.kept_trial_steps
             self._search_steps += stage.kept_trial_steps
             stage.kept_trial_steps = 0
-        reason = _divergence(command, losses, losses) or "diverged"
+        reason = divergence(command, losses, losses) or "diverged"
         stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
         if stage.choice_reason == "all_failed":
             raise DivergenceError(
@@ -549,27 +550,6 @@ def _make_search(config: AutoLRSConfig) -> GPSearch:
     )
 
 
-def _divergence(command: Train, losses: list[float], curve: list[float]) -> str:
-    """Why a finished command's losses count as diverged: "non_finite", "diverged" or ""."""
-    if not all(math.isfinite(x) for x in curve) or not math.isfinite(losses[-1]):
-        return "non_finite"
-    if len(losses) < command.steps:
-        return "diverged"  # stopped by abort_above
-    return ""
-
-
-def _tail_max(losses: list[float], count: int) -> float | None:
-    """Largest of the last ``count`` losses, or None when it is not finite."""
-    value = float(np.max(losses[-count:]))
-    return value if math.isfinite(value) else None
-
-
-def _tail_mean(losses: list[float], count: int) -> float | None:
-    """Mean of the last ``count`` losses, or None when it is not finite."""
-    value = float(np.mean(losses[-count:]))
-    return value if math.isfinite(value) else None
-
-
 def stage_observations(stage: StageRecord) -> list[Observation]:
     """The GP's data for ``stage``; an LR whose stage training diverged counts as failed."""
     diverged = {restart.lr for restart in stage.restarts}
@@ -577,41 +557,3 @@ def stage_observations(stage: StageRecord) -> list[Observation]:
         Observation(lr=c.lr, value=None if c.lr in diverged else c.forecast)
         for c in stage.candidates
     ]
-
-
-def _validate_report(command: Train, report: Report) -> tuple[list[float], list[float]]:
-    """Check that ``report`` answers ``command``; return its losses as lists of floats."""
-    if not isinstance(report, Report):
-        raise ProtocolError(f"report must be a Report, got {type(report).__name__}")
-    if report.seq != command.seq:
-        raise ProtocolError(
-            f"report answers command seq={report.seq}, but the pending command is "
-            f"seq={command.seq}"
-        )
-    losses = [float(x) for x in report.losses]
-    val_losses = [float(x) for x in report.val_losses]
-    executed = len(losses)
-    if executed == 0 or executed > command.steps:
-        raise ProtocolError(
-            f"report seq={command.seq} must carry between 1 and {command.steps} losses, "
-            f"got {executed}"
-        )
-
-    stopped_by_loss = command.should_abort(losses[-1])
-    stopped_by_val = bool(val_losses) and not math.isfinite(val_losses[-1])
-    if executed < command.steps and not (stopped_by_loss or stopped_by_val):
-        raise ProtocolError(
-            f"report seq={command.seq} stopped after {executed} of {command.steps} steps, "
-            "but its last loss gives no reason to stop early"
-        )
-
-    # No evaluation follows a step whose loss stopped the command.
-    evaluated_steps = executed - 1 if stopped_by_loss else executed
-    expected = evaluated_steps // command.eval_every if command.eval_every else 0
-    if len(val_losses) != expected:
-        raise ProtocolError(
-            f"report seq={command.seq} must carry {expected} validation losses for "
-            f"{executed} executed steps with eval_every={command.eval_every}, "
-            f"got {len(val_losses)}"
-        )
-    return losses, val_losses
