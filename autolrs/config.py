@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from autolrs.errors import ConfigError
 
-__all__ = ["AutoLRSConfig", "FirstCandidate", "ChooseBy"]
+__all__ = ["AutoLRSConfig", "FirstCandidate", "ChooseBy", "resolve_config"]
 
 FirstCandidate = Literal["random", "center"]
 ChooseBy = Literal["posterior_mean", "forecast"]
@@ -207,8 +207,8 @@ class AutoLRSConfig:
         T update steps this uses τ₀ = T/40 and τ_max = T/8, so a run has about ten stages
         whatever its length, and validates often enough that a trial at τ_max yields 16
         validation points (``val_every = τ'_max / 16``, but at least 5; with trials too short
-        for 5 such points the training loss is forecast throughout). Stages never get so short that a trial
-        has fewer than 10 steps: short budgets get τ₀ = ⌈10 / trial_fraction⌉ instead.
+        for 5 such points the training loss is forecast throughout). Stages never get so short
+        that a trial has fewer than 10 steps: short budgets get τ₀ = ⌈10 / trial_fraction⌉.
 
         Args:
             total_steps: T, the number of update steps the run will train. ≥ 40.
@@ -267,6 +267,34 @@ class AutoLRSConfig:
         if unknown:
             raise ConfigError(f"unknown config fields {unknown}; valid fields are {sorted(known)}")
         return cls(**data)
+
+
+def resolve_config(
+    *,
+    config: AutoLRSConfig | None,
+    min_lr: float | None,
+    max_lr: float | None,
+    total_steps: int | None,
+) -> AutoLRSConfig:
+    """The config a scheduler or callback runs with, from the arguments its user gave.
+
+    With ``config``: that config, with ``min_lr``/``max_lr`` replaced where given
+    (``total_steps`` is not used). Without: the paper's constants for these bounds, with the
+    stage lengths scaled to ``total_steps`` (:meth:`AutoLRSConfig.for_budget`) when given.
+    """
+    if config is not None:
+        if not isinstance(config, AutoLRSConfig):
+            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
+        changes = {k: v for k, v in (("min_lr", min_lr), ("max_lr", max_lr)) if v is not None}
+        return config.replace(**changes) if changes else config
+    if min_lr is None or max_lr is None:
+        raise ConfigError(
+            f"min_lr and max_lr are required when no config is given, got min_lr={min_lr!r}, "
+            f"max_lr={max_lr!r}"
+        )
+    if total_steps is not None:
+        return AutoLRSConfig.for_budget(total_steps, min_lr, max_lr)
+    return AutoLRSConfig(min_lr=min_lr, max_lr=max_lr)
 
 
 def _check_float(name: str, value: object) -> None:

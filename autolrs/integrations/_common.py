@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from autolrs.config import AutoLRSConfig
+from autolrs.config import resolve_config as shared_resolve_config
 from autolrs.errors import AutoLRSError, ConfigError
 
 __all__ = [
@@ -52,23 +53,12 @@ def resolve_config(
 ) -> AutoLRSConfig:
     """The search's config, built when the callback is created so bad values fail at once.
 
-    Without ``config``: the paper's constants, with stage lengths scaled to ``total_steps``
-    (:meth:`AutoLRSConfig.for_budget`) when it is given. With ``config``: that config, with
-    ``min_lr``/``max_lr`` replaced when given; ``total_steps`` then only sets the budget.
+    As :func:`autolrs.config.resolve_config`: with ``config``, ``total_steps`` only sets the
+    callback's budget.
     """
-    if config is not None:
-        if not isinstance(config, AutoLRSConfig):
-            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
-        changes = {k: v for k, v in (("min_lr", min_lr), ("max_lr", max_lr)) if v is not None}
-        return config.replace(**changes) if changes else config
-    if min_lr is None or max_lr is None:
-        raise ConfigError(
-            f"min_lr and max_lr are required when no config is given, got min_lr={min_lr!r}, "
-            f"max_lr={max_lr!r}"
-        )
-    if total_steps is not None:
-        return AutoLRSConfig.for_budget(total_steps, min_lr, max_lr)
-    return AutoLRSConfig(min_lr=min_lr, max_lr=max_lr)
+    return shared_resolve_config(
+        config=config, min_lr=min_lr, max_lr=max_lr, total_steps=total_steps
+    )
 
 
 def check_total_steps(total_steps: object) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from autolrs.config import AutoLRSConfig
+from autolrs.config import AutoLRSConfig, resolve_config
 from autolrs.core.commands import Command, Phase, Report, Restore, Snapshot, Train
 from autolrs.core.controller import Controller
 from autolrs.core.history import StageRecord
@@ -494,24 +494,12 @@ def _resolve_config(
     max_lr: float | None,
     total_steps: int | None,
 ) -> AutoLRSConfig:
-    if config is not None:
-        if not isinstance(config, AutoLRSConfig):
-            raise ConfigError(f"config must be an AutoLRSConfig, got {type(config).__name__}")
-        if total_steps is not None:
-            raise ConfigError(
-                "total_steps cannot be combined with config: build the config with "
-                "AutoLRSConfig.for_budget(total_steps, ...) instead"
-            )
-        changes = {k: v for k, v in (("min_lr", min_lr), ("max_lr", max_lr)) if v is not None}
-        return config.replace(**changes) if changes else config
-    if min_lr is None or max_lr is None:
+    if config is not None and total_steps is not None:
         raise ConfigError(
-            f"min_lr and max_lr are required when no config is given, got min_lr={min_lr!r}, "
-            f"max_lr={max_lr!r}"
+            "total_steps cannot be combined with config: build the config with "
+            "AutoLRSConfig.for_budget(total_steps, ...) instead"
         )
-    if total_steps is not None:
-        return AutoLRSConfig.for_budget(total_steps, min_lr, max_lr)
-    return AutoLRSConfig(min_lr=min_lr, max_lr=max_lr)
+    return resolve_config(config=config, min_lr=min_lr, max_lr=max_lr, total_steps=total_steps)
 
 
 def _make_store(kind: str, directory: str | os.PathLike[str] | None) -> SnapshotStore:
