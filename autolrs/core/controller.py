@@ -288,15 +288,19 @@ class Controller:
             steps = list(range(1, len(losses) + 1))
         number = len(stage.candidates) + 1
 
-        result = forecast(steps, curve, horizon=stage.stage_steps) if curve else None
-        threshold = self._abort_threshold(stage)
+        # Fit only curves that did not diverge: a diverged candidate's forecast is never used.
         reason = divergence(command, losses, curve)
-        if not reason and result is not None and math.isfinite(result.value):
-            if threshold is not None and result.value > threshold:
+        result = None
+        if not reason:
+            result = forecast(steps, curve, horizon=stage.stage_steps) if curve else None
+            threshold = self._abort_threshold(stage)
+            if result is None:
+                reason = "no_points"
+            elif not math.isfinite(result.value):
+                reason = result.reason
+            elif threshold is not None and result.value > threshold:
                 reason = "diverged"  # finite, but forecast to explode
-        elif not reason:
-            reason = result.reason if result is not None else "no_points"
-        if reason:
+        if reason or result is None:
             logger.warning(
                 "stage %d candidate %d/%d lr=%.4g failed after %d steps (%s, last loss %.4g); "
                 "restoring the snapshot",
