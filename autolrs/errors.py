@@ -6,7 +6,14 @@ script can catch the library's complaints without also swallowing its own bugs.
 
 from __future__ import annotations
 
-__all__ = ["AutoLRSError", "ConfigError", "ProtocolError", "DivergenceError", "SnapshotError"]
+__all__ = [
+    "AutoLRSError",
+    "ConfigError",
+    "ProtocolError",
+    "DivergenceError",
+    "SnapshotError",
+    "MissingDependencyError",
+]
 
 
 class AutoLRSError(Exception):
@@ -27,3 +34,7 @@ class DivergenceError(AutoLRSError, RuntimeError):
 
 class SnapshotError(AutoLRSError, RuntimeError):
     """A snapshot could not be taken or restored."""
+
+
+class MissingDependencyError(AutoLRSError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

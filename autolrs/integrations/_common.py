@@ -1,23 +1,20 @@
-"""What the framework integrations share: optional imports, config, budget, decision metrics."""
+"""What the framework integrations share: config, budget, decision metrics."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import numbers
-from types import ModuleType
 from typing import Any
 
 from autolrs.config import AutoLRSConfig
 from autolrs.config import resolve_config as shared_resolve_config
-from autolrs.errors import AutoLRSError, ConfigError
+from autolrs.errors import ConfigError
 
 __all__ = [
     "DecisionMetrics",
     "check_total_steps",
     "check_val_batches",
-    "require",
     "resolve_config",
     "warn_if_step_cap_too_low",
 ]
@@ -26,23 +23,6 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of every metric the integrations log, so they group together in a dashboard.
 METRIC_PREFIX = "autolrs/"
-
-
-def require(module: str, extra: str, integration: str) -> ModuleType:
-    """Import ``module`` or raise an :class:`AutoLRSError` that names the extra to install.
-
-    Args:
-        module: Dotted name of the framework module, e.g. ``"lightning.pytorch"``.
-        extra: The autolrs extra that installs it, e.g. ``"lightning"``.
-        integration: Name of the integration, for the message.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise AutoLRSError(
-            f"{integration} needs {module!r}, which cannot be imported ({exc}): "
-            f"pip install 'autolrs[{extra}]'"
-        ) from exc
 
 
 def resolve_config(

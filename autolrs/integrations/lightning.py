@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from autolrs._optional import require
 from autolrs.config import AutoLRSConfig
 from autolrs.errors import AutoLRSError, ConfigError
 from autolrs.integrations._common import (
@@ -39,7 +40,6 @@ from autolrs.integrations._common import (
     DecisionMetrics,
     check_total_steps,
     check_val_batches,
-    require,
     resolve_config,
     warn_if_step_cap_too_low,
 )
@@ -101,8 +101,9 @@ class AutoLRSCallback(pl.Callback):
             float; it runs in eval mode under ``torch.no_grad()`` with logging captured.
         val_key: Name under which ``validation_step`` logs its loss, used when it returns
             nothing.
-        snapshot: ``"memory"`` (a CPU copy, default) or ``"disk"``; see :class:`AutoLRS`.
-        snapshot_dir: Folder for disk snapshots.
+        snapshot: ``"memory"`` (a CPU copy) or ``"disk"``; None (default): disk when
+            ``snapshot_dir`` is given, else memory. See :class:`AutoLRS`.
+        snapshot_dir: Folder for disk snapshots; giving it selects them.
         extra_state: Further objects to snapshot and restore with the module, by name. An AMP
             ``GradScaler`` of the precision plugin is added as ``"grad_scaler"``.
         sync_timeout: Seconds each loss average across ranks may wait (distributed runs).
@@ -123,7 +124,7 @@ class AutoLRSCallback(pl.Callback):
         val_batches: int = 10,
         val_fn: Callable[[pl.LightningModule], float] | None = None,
         val_key: str = "val_loss",
-        snapshot: str = "memory",
+        snapshot: str | None = None,
         snapshot_dir: str | os.PathLike[str] | None = None,
         extra_state: Mapping[str, Stateful] | None = None,
         sync_timeout: float = 600.0,

@@ -45,13 +45,13 @@ from typing import Any
 
 import torch
 
+from autolrs._optional import require
 from autolrs.config import AutoLRSConfig
 from autolrs.errors import AutoLRSError, ConfigError
 from autolrs.integrations._common import (
     DecisionMetrics,
     check_total_steps,
     check_val_batches,
-    require,
     resolve_config,
     warn_if_step_cap_too_low,
 )
@@ -152,8 +152,9 @@ class AutoLRSCallback(transformers.TrainerCallback):
         val_batches: Batches in the fixed validation slice. 0 turns validation off.
         val_fn: Instead of the slice, ``val_fn(model)`` returns the validation loss as a float;
             it runs in eval mode under ``torch.no_grad()``.
-        snapshot: ``"memory"`` (a CPU copy, default) or ``"disk"``; see :class:`AutoLRS`.
-        snapshot_dir: Folder for disk snapshots.
+        snapshot: ``"memory"`` (a CPU copy) or ``"disk"``; None (default): disk when
+            ``snapshot_dir`` is given, else memory. See :class:`AutoLRS`.
+        snapshot_dir: Folder for disk snapshots; giving it selects them.
         extra_state: Further objects to snapshot and restore with the model, by name. The
             accelerator's AMP ``GradScaler``, when there is one, is added as ``"grad_scaler"``.
         sync_timeout: Seconds each loss average across processes may wait.
@@ -173,7 +174,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
         config: AutoLRSConfig | None = None,
         val_batches: int = 10,
         val_fn: Callable[[torch.nn.Module], float] | None = None,
-        snapshot: str = "memory",
+        snapshot: str | None = None,
         snapshot_dir: str | os.PathLike[str] | None = None,
         extra_state: Mapping[str, Stateful] | None = None,
         sync_timeout: float = 600.0,

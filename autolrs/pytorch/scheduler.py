@@ -18,10 +18,24 @@ from typing import Any, Protocol
 import torch
 
 from autolrs.config import AutoLRSConfig, resolve_config
-from autolrs.core.commands import Command, Phase, Report, Restore, Snapshot, Train
+from autolrs.core.commands import (
+    Command,
+    Phase,
+    Report,
+    Restore,
+    Snapshot,
+    Train,
+    command_from_dict,
+)
 from autolrs.core.controller import Controller
 from autolrs.core.history import StageRecord
-from autolrs.errors import AutoLRSError, ConfigError, DivergenceError, ProtocolError
+from autolrs.errors import (
+    AutoLRSError,
+    ConfigError,
+    DivergenceError,
+    ProtocolError,
+    SnapshotError,
+)
 from autolrs.events import EventLog
 from autolrs.pytorch.distributed import RankSync, default_sync
 from autolrs.pytorch.snapshot import DiskSnapshot, MemorySnapshot, SnapshotStore, cpu_copy
@@ -75,8 +89,10 @@ class AutoLRS:
             ``total_steps`` is given, else the paper's constants.
         total_steps: Update steps the run will train; scales the stage lengths (see
             :meth:`AutoLRSConfig.for_budget`). Not allowed together with ``config``.
-        snapshot: ``"memory"`` (a CPU copy, the default) or ``"disk"``.
-        snapshot_dir: Folder for disk snapshots; required with ``snapshot="disk"``.
+        snapshot: ``"memory"`` (a CPU copy) or ``"disk"``. None (default): ``"disk"`` when
+            ``snapshot_dir`` is given, else ``"memory"``. A memory snapshot that would not fit
+            in the available host memory is refused with :class:`SnapshotError`.
+        snapshot_dir: Folder for disk snapshots; giving it selects them.
         extra_state: Further objects to snapshot and restore with the model, by name.
         distributed: Average every loss over the ranks of the default torch.distributed
             process group so that all ranks take identical decisions. None (default): do so
@@ -101,7 +117,7 @@ class AutoLRS:
         *,
         config: AutoLRSConfig | None = None,
         total_steps: int | None = None,
-        snapshot: str = "memory",
+        snapshot: str | None = None,
         snapshot_dir: str | os.PathLike[str] | None = None,
         extra_state: Mapping[str, Stateful] | None = None,
         distributed: bool | None = None,
@@ -115,7 +131,10 @@ class AutoLRS:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         if not optimizer.param_groups:
-            raise ConfigError("optimizer has no param groups: give it the model's parameters")
+            raise ConfigError(
+                "optimizer must have at least one param group, got "
+                f"{type(optimizer).__name__} with param_groups=[]: give it the model's parameters"
+            )
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if val_fn is not None and not callable(val_fn):
@@ -147,6 +166,10 @@ class AutoLRS:
         self._done = 0
         self._losses: list[float] = []
         self._val_losses: list[float] = []
+        # Commands of the latest reply not carried out yet, because a snapshot or restore
+        # failed or the budget was spent, and the optimizer steps counted then (see _resume).
+        self._unfinished: list[Command] = []
+        self._unfinished_at = 0
 
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._started_at = time.monotonic()
@@ -173,16 +196,28 @@ class AutoLRS:
             loss: That step's training loss: a float or a one-element tensor.
 
         Raises:
+            ConfigError: ``loss`` is not a number or a one-element tensor.
+            AutoLRSError: No ``optimizer.step()`` was taken yet, or the budget
+                (``config.total_steps``) is spent: training has ended.
+            SnapshotError: The snapshot or restore the search asked for failed (a full disk, a
+                read-only ``snapshot_dir``, too little host memory). The loss was recorded and
+                the model and optimizer are as they were; once the cause is fixed, call
+                :meth:`step` again (with any loss: it is not recorded) to carry the snapshot
+                or restore out, then train on.
             DivergenceError: Training produced non-finite losses where no other LR is left to
                 try (during warmup, or at ``min_lr`` after every candidate diverged). The model
                 has been restored to the last snapshot when one exists.
         """
         value = _loss_value(loss)
+        self._check_not_ended()
         if self._optimizer_steps == 0:
             raise AutoLRSError(
-                "scheduler.step(loss) was called before any optimizer.step(): call it after "
-                "each optimizer step"
+                "scheduler.step(loss) was called before any optimizer.step() (optimizer steps "
+                "so far: 0): call it after each optimizer step"
             )
+        if self._unfinished:
+            self._resume()
+            return
         command = self.controller.pending
         assert command is not None  # start() was called in __init__
         if self._sync is not None:
@@ -205,8 +240,13 @@ class AutoLRS:
                 if not self._store.empty:
                     self._restore()
                 raise
+            self._clear_progress()  # the report holds them now
             if self._listeners:
                 self._emit_outcome(command, report)
+            if self._budget_spent():
+                # No snapshot for a stage that would begin after the end of training.
+                self._unfinished, self._unfinished_at = commands, self._optimizer_steps
+                return
             self._execute(commands)
         elif command.lr != command.end_lr:  # only a ramp changes the LR inside a command
             self._set_lr(command.lr_at(self._done))
@@ -278,6 +318,11 @@ class AutoLRS:
         return self.update_steps + self.search_steps
 
     @property
+    def finished(self) -> bool:
+        """True once ``config.total_steps`` update steps are done; ``step()`` then refuses."""
+        return self._budget_spent()
+
+    @property
     def evaluations(self) -> int:
         """Calls of ``val_fn`` so far."""
         return self._val_calls
@@ -308,7 +353,9 @@ class AutoLRS:
                 loaded weights.
         """
         snapshot = None
-        if include_snapshot and not self._store.empty:
+        # An unfinished Snapshot command means the held snapshot is of the previous stage.
+        stale = any(isinstance(command, Snapshot) for command in self._unfinished)
+        if include_snapshot and not self._store.empty and not stale:
             snapshot = cpu_copy(self._store.load())
         return {
             "format": STATE_FORMAT,
@@ -317,6 +364,7 @@ class AutoLRS:
                 "done": self._done,
                 "losses": list(self._losses),
                 "val_losses": list(self._val_losses),
+                "unfinished": [command.to_dict() for command in self._unfinished],
             },
             "ratios": list(self._ratios),
             "val_calls": self._val_calls,
@@ -325,30 +373,62 @@ class AutoLRS:
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue from :meth:`state_dict`'s output. Load the model and optimizer yourself."""
+        """Continue from :meth:`state_dict`'s output. Load the model and optimizer yourself.
+
+        Raises:
+            ConfigError: ``state_dict`` is not a scheduler state of this format, or holds
+                another config. The scheduler is then unchanged.
+            SnapshotError: The snapshot could not be stored (see :meth:`step`).
+        """
+        if not isinstance(state_dict, Mapping):
+            raise ConfigError(
+                "state_dict must be a mapping from AutoLRS.state_dict(), got "
+                f"{type(state_dict).__name__}"
+            )
         if state_dict.get("format") != STATE_FORMAT:
             raise ConfigError(
                 f"scheduler state format {state_dict.get('format')!r} is not supported; "
                 f"expected {STATE_FORMAT}"
             )
-        controller = self._controllers.from_state_dict(state_dict["controller"])
+        try:
+            controller = self._controllers.from_state_dict(state_dict["controller"])
+            progress = state_dict["progress"]
+            done = int(progress["done"])
+            losses = [float(x) for x in progress["losses"]]
+            val_losses = [float(x) for x in progress["val_losses"]]
+            unfinished = [command_from_dict(c) for c in progress.get("unfinished", [])]
+            ratios = [float(r) for r in state_dict["ratios"]]
+            val_calls = int(state_dict["val_calls"])
+            optimizer_steps = int(state_dict["optimizer_steps"])
+            snapshot = state_dict["snapshot"]
+        except ConfigError as error:
+            raise ConfigError(f"state_dict cannot be loaded: {error}") from error
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ConfigError(
+                "state_dict is not a scheduler state from AutoLRS.state_dict() (format "
+                f"{STATE_FORMAT}): {type(error).__name__}: {error}"
+            ) from error
         if controller.config != self._config:
             raise ConfigError(
                 "the checkpoint's AutoLRS config differs from this scheduler's in "
                 f"{_config_diff(controller.config, self._config)}; build the scheduler with "
                 "the same config to resume"
             )
-        progress = state_dict["progress"]
+        if len(ratios) != len(self.optimizer.param_groups):
+            raise ConfigError(
+                f"state_dict was saved with {len(ratios)} param groups, this optimizer has "
+                f"{len(self.optimizer.param_groups)}"
+            )
+
+        if snapshot is not None:
+            self._store.save(snapshot)
         self.controller = controller
-        self._done = int(progress["done"])
-        self._losses = [float(x) for x in progress["losses"]]
-        self._val_losses = [float(x) for x in progress["val_losses"]]
-        self._ratios = [float(r) for r in state_dict["ratios"]]
-        self._val_calls = int(state_dict["val_calls"])
-        self._optimizer_steps = max(self._optimizer_steps, int(state_dict["optimizer_steps"]))
-        if state_dict["snapshot"] is not None:
-            self._store.save(state_dict["snapshot"])
-        else:
+        self._done, self._losses, self._val_losses = done, losses, val_losses
+        self._ratios = ratios
+        self._val_calls = val_calls
+        self._optimizer_steps = max(self._optimizer_steps, optimizer_steps)
+        self._unfinished, self._unfinished_at = unfinished, self._optimizer_steps
+        if snapshot is None and not any(isinstance(c, Snapshot) for c in unfinished):
             self._recover_without_snapshot()
         command = self.controller.pending
         assert command is not None
@@ -358,22 +438,63 @@ class AutoLRS:
     # -- carrying out commands ---------------------------------------------------------------
 
     def _execute(self, commands: list[Command]) -> None:
-        for command in commands:
-            if isinstance(command, Snapshot):
-                self._store.save(self._gather_state())
-                self._emit("snapshot")
-            elif isinstance(command, Restore):
-                self._restore()
-                self._emit("restore")
-            elif isinstance(command, Train):
-                if self._sync is not None:
-                    self._sync.check_agreement(command.seq, command.lr)
-                self._done = 0
-                self._losses = []
-                self._val_losses = []
-                self._set_lr(command.lr_at(0))
-            else:  # pragma: no cover - the controller only issues the three kinds above
-                raise ProtocolError(f"unknown command {command!r}")
+        for index, command in enumerate(commands):
+            try:
+                self._carry_out(command)
+            except SnapshotError:
+                # The report was taken: keep the rest for the next step() (see _resume).
+                self._unfinished, self._unfinished_at = commands[index:], self._optimizer_steps
+                raise
+
+    def _carry_out(self, command: Command) -> None:
+        if isinstance(command, Snapshot):
+            self._store.save(self._gather_state())
+            self._emit("snapshot")
+        elif isinstance(command, Restore):
+            self._restore()
+            self._emit("restore")
+        elif isinstance(command, Train):
+            if self._sync is not None:
+                self._sync.check_agreement(command.seq, command.lr)
+            self._clear_progress()
+            self._set_lr(command.lr_at(0))
+        else:  # pragma: no cover - the controller only issues the three kinds above
+            raise ProtocolError(f"unknown command {command!r}")
+
+    def _resume(self) -> None:
+        """Carry out the commands a failed snapshot or restore left undone.
+
+        The call's loss is not recorded: either it repeats the call that failed, whose loss
+        was recorded then, or it comes from steps taken before the snapshot or restore that
+        begins the pending command, so it belongs to no command.
+        """
+        commands, failed_at = self._unfinished, self._unfinished_at
+        self._unfinished = []
+        self._execute(commands)
+        skipped = self._optimizer_steps - failed_at
+        if skipped:
+            logger.warning(
+                "%d optimizer step(s) were taken after a failed snapshot or restore and before "
+                "it succeeded; they count neither as update nor as search steps",
+                skipped,
+            )
+
+    def _budget_spent(self) -> bool:
+        budget = self._config.total_steps
+        return budget is not None and self.update_steps >= budget
+
+    def _check_not_ended(self) -> None:
+        if self._budget_spent():
+            raise AutoLRSError(
+                f"training ended after {self.update_steps} update steps (the budget "
+                f"config.total_steps={self._config.total_steps} is spent); step() was called "
+                "again. Stop the loop once scheduler.finished is true"
+            )
+
+    def _clear_progress(self) -> None:
+        self._done = 0
+        self._losses = []
+        self._val_losses = []
 
     def _emit(self, event: str, **fields: Any) -> None:
         if not self._listeners:
@@ -496,20 +617,27 @@ def _resolve_config(
 ) -> AutoLRSConfig:
     if config is not None and total_steps is not None:
         raise ConfigError(
-            "total_steps cannot be combined with config: build the config with "
-            "AutoLRSConfig.for_budget(total_steps, ...) instead"
+            f"total_steps cannot be combined with config, got total_steps={total_steps!r} and "
+            "a config: build the config with AutoLRSConfig.for_budget(total_steps, ...) instead"
         )
     return resolve_config(config=config, min_lr=min_lr, max_lr=max_lr, total_steps=total_steps)
 
 
-def _make_store(kind: str, directory: str | os.PathLike[str] | None) -> SnapshotStore:
+def _make_store(kind: str | None, directory: str | os.PathLike[str] | None) -> SnapshotStore:
+    if kind is None:
+        kind = "memory" if directory is None else "disk"
     if kind == "memory":
+        if directory is not None:
+            raise ConfigError(
+                f'snapshot="memory" keeps snapshots in host memory, so snapshot_dir must be '
+                f'None, got {str(directory)!r}; leave snapshot out (or pass "disk") to use it'
+            )
         return MemorySnapshot()
     if kind == "disk":
         if directory is None:
             raise ConfigError('snapshot="disk" needs snapshot_dir, got None')
         return DiskSnapshot(directory)
-    raise ConfigError(f"snapshot must be 'memory' or 'disk', got {kind!r}")
+    raise ConfigError(f"snapshot must be 'memory', 'disk' or None, got {kind!r}")
 
 
 def _lr_value(lr: float | torch.Tensor) -> float:
@@ -525,7 +653,7 @@ def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
 
 
 def _loss_value(loss: Any, name: str = "loss") -> float:
-    """A Python float from a float, an int or a one-element tensor."""
+    """A Python float from a float, an int, a NumPy scalar or a one-element tensor."""
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise ConfigError(
@@ -533,14 +661,22 @@ def _loss_value(loss: Any, name: str = "loss") -> float:
                 f"{tuple(loss.shape)}; reduce it (e.g. .mean()) first"
             )
         return float(loss.detach().item())
-    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
-        try:
-            return float(loss)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"{name} must be a float or a one-element tensor, got {type(loss).__name__}"
-            ) from None
-    return float(loss)
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return float(loss)
+    refused = f"{name} must be a float or a one-element tensor, got {type(loss).__name__} "
+    refused += _short_repr(loss)
+    # float() would also read a string such as "0.5" or a bool: both are mistakes here.
+    if isinstance(loss, (str, bytes, bool)):
+        raise ConfigError(refused)
+    try:
+        return float(loss)
+    except (TypeError, ValueError):
+        raise ConfigError(refused) from None
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _config_diff(a: AutoLRSConfig, b: AutoLRSConfig) -> str:

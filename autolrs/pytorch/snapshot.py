@@ -4,24 +4,41 @@ A snapshot holds a nested structure of state dicts (model, optimizer, and any re
 such as an AMP ``GradScaler`` or an EMA). :class:`MemorySnapshot` keeps a CPU copy, so no
 accelerator memory is spent; :class:`DiskSnapshot` writes it to a file, for models whose state
 does not fit twice in host memory.
+
+Either store fails with :class:`~autolrs.errors.SnapshotError` before it gives up the snapshot it
+holds: a memory snapshot that would not fit is refused before anything is copied, and a disk
+snapshot that cannot be written leaves the previous file in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from autolrs.errors import SnapshotError
+from autolrs.errors import ConfigError, SnapshotError
 
-__all__ = ["SnapshotStore", "MemorySnapshot", "DiskSnapshot", "cpu_copy", "state_nbytes"]
+__all__ = [
+    "SnapshotStore",
+    "MemorySnapshot",
+    "DiskSnapshot",
+    "available_host_memory",
+    "cpu_copy",
+    "format_bytes",
+    "state_nbytes",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Where Linux reports the host's memory.
+_MEMINFO = "/proc/meminfo"
 
 
 def cpu_copy(obj: Any) -> Any:
@@ -52,12 +69,52 @@ def state_nbytes(obj: Any) -> int:
     return 0
 
 
+def available_host_memory() -> int | None:
+    """Bytes of host memory that new allocations can take now, or None when unknown.
+
+    On Linux this is ``MemAvailable`` from ``/proc/meminfo`` (free memory plus the caches the
+    kernel can reclaim); elsewhere, the free physical pages reported by ``os.sysconf``. The
+    memory limit of a container's cgroup is not consulted, so inside a container limited below
+    the host's memory this can overstate what is available.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(_MEMINFO, encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts in kB, meaning KiB
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES")
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows) or no such name
+        return None
+    if pages < 0 or page_size <= 0:
+        return None
+    return pages * page_size
+
+
+def format_bytes(count: int) -> str:
+    """``count`` bytes in binary units for people: ``"512 B"``, ``"1.5 KiB"``, ``"3.2 GiB"``."""
+    if count < 1024:
+        return f"{count} B"
+    value, unit = count / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
 class SnapshotStore(ABC):
     """Holds at most one snapshot of training state."""
 
     @abstractmethod
     def save(self, state: dict[str, Any]) -> None:
-        """Replace the held snapshot with a copy of ``state``."""
+        """Replace the held snapshot with a copy of ``state``.
+
+        Raises:
+            SnapshotError: The copy could not be made; the held snapshot, if any, is kept
+                unless the message says otherwise.
+        """
 
     @abstractmethod
     def load(self) -> dict[str, Any]:
@@ -74,15 +131,62 @@ class SnapshotStore(ABC):
 
 
 class MemorySnapshot(SnapshotStore):
-    """Keeps the snapshot as a CPU copy in host memory (the default)."""
+    """Keeps the snapshot as a CPU copy in host memory (the default).
 
-    def __init__(self) -> None:
+    Every tensor is copied to host memory, wherever it lives, so a snapshot needs
+    :func:`state_nbytes` of the state in host memory. :meth:`save` compares that with the memory
+    available before it copies anything and refuses a snapshot that would not fit, keeping the
+    one it holds.
+
+    Args:
+        available_memory: Zero-argument callable returning the bytes of host memory available
+            now, or None when unknown (the check is then skipped). Default:
+            :func:`available_host_memory`.
+    """
+
+    def __init__(self, available_memory: Callable[[], int | None] | None = None) -> None:
+        if available_memory is not None and not callable(available_memory):
+            raise ConfigError(
+                "available_memory must be a callable returning bytes or None, got "
+                f"{type(available_memory).__name__}"
+            )
+        self._available_memory = available_memory
         self._state: dict[str, Any] | None = None
 
     def save(self, state: dict[str, Any]) -> None:
-        """Copy ``state`` to host memory, replacing the previous snapshot."""
+        """Copy ``state`` to host memory, replacing the previous snapshot.
+
+        Raises:
+            SnapshotError: The copy would need more host memory than is available. Nothing was
+                copied and the previous snapshot is still held.
+        """
+        needed = state_nbytes(state)
+        self._check_fits(needed)
         self._state = None  # free the old copy before allocating the new one
-        self._state = cpu_copy(state)
+        try:
+            self._state = cpu_copy(state)
+        except MemoryError as exc:
+            raise SnapshotError(
+                f"ran out of host memory while copying the snapshot ({format_bytes(needed)}); "
+                "the previous snapshot was already freed. Pass snapshot_dir=<folder> to AutoLRS "
+                "to keep snapshots on disk instead"
+            ) from exc
+
+    def _check_fits(self, needed: int) -> None:
+        # Looked up at each call, so that a replaced module function takes effect too.
+        probe = self._available_memory or available_host_memory
+        available = probe()
+        if available is None:
+            return
+        # The held copy is freed before the new one is made: its bytes are available too.
+        held = 0 if self._state is None else state_nbytes(self._state)
+        if needed > available + held:
+            raise SnapshotError(
+                f"a memory snapshot of the training state needs {format_bytes(needed)} of host "
+                f"memory, {format_bytes(available + held)} available; pass "
+                "snapshot_dir=<folder> to AutoLRS to keep snapshots on disk instead. Nothing "
+                "was copied and the previous snapshot, if any, is kept"
+            )
 
     def load(self) -> dict[str, Any]:
         """The held snapshot."""
@@ -130,18 +234,38 @@ class DiskSnapshot(SnapshotStore):
         return self._path
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` to the snapshot file atomically."""
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".autolrs-", suffix=".tmp")
+        """Write ``state`` to the snapshot file atomically.
+
+        The state goes to a temporary file in the same folder, is flushed to the disk, and only
+        then renamed over the snapshot file.
+
+        Raises:
+            SnapshotError: The file could not be written (a full disk, a folder that became
+                read-only, ...). The message names the folder and the operating system's error;
+                the temporary file is removed and the previous snapshot is still in place.
+        """
+        tmp: str | None = None
+        writer: _RecordingWriter | None = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".autolrs-", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
-                torch.save(state, handle)
+                writer = _RecordingWriter(handle)
+                torch.save(state, writer)
+                handle.flush()
+                os.fsync(handle.fileno())  # a late write error (quota, network disk) shows here
             os.replace(tmp, self._path)
         except Exception as exc:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            # torch.save reports a failed write as an opaque RuntimeError; name the real cause.
+            cause = writer.error if writer is not None and writer.error is not None else exc
+            kept = "the previous snapshot is kept" if self._saved else "no snapshot was held"
             raise SnapshotError(
-                f"could not write the snapshot to {str(self._path)!r}: {exc}; training state "
-                "is unchanged"
-            ) from exc
+                f"could not write the snapshot into snapshot_dir {str(self._dir)!r} "
+                f"({type(cause).__name__}: {cause}); {kept}, and the model and optimizer are "
+                "unchanged. Free space or make the folder writable, then try again"
+            ) from cause
         self._saved = True
 
     def load(self) -> dict[str, Any]:
@@ -162,3 +286,22 @@ class DiskSnapshot(SnapshotStore):
         """Delete the snapshot file."""
         self._path.unlink(missing_ok=True)
         self._saved = False
+
+
+class _RecordingWriter:
+    """A binary file wrapper that remembers the first ``OSError`` its ``write`` raised."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self._handle.flush()

@@ -14,7 +14,6 @@ from autolrs.integrations._common import (
     DecisionMetrics,
     check_total_steps,
     check_val_batches,
-    require,
     resolve_config,
     warn_if_step_cap_too_low,
 )
@@ -47,12 +46,6 @@ def test_an_integration_without_its_framework_names_the_extra(
     monkeypatch.setitem(sys.modules, framework, None)  # makes `import framework` fail
     with pytest.raises(AutoLRSError, match=rf"pip install 'autolrs\[{extra}\]'"):
         importlib.import_module(module)
-
-
-def test_require_returns_the_module_or_names_the_extra():
-    assert require("math", "none", "test").sqrt(4.0) == 2.0
-    with pytest.raises(AutoLRSError, match=r"thing needs 'no_such_module_x'.*autolrs\[extra\]"):
-        require("no_such_module_x", "extra", "thing")
 
 
 def test_config_comes_from_the_budget_or_the_paper_or_the_given_config():
