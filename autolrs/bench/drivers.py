@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from autolrs._optional import require
 from autolrs.bench.methods import AUTOLRS_METHODS, METHODS, MethodConfig, autolrs_config
 from autolrs.bench.schedules import FAMILIES, schedule_factor, warmup_factor
 from autolrs.bench.tasks.base import TaskInstance, TaskSpec
@@ -148,7 +149,7 @@ class ProdigyDriver(ScheduleDriver):
     """Prodigy (lr = multiplier of its estimated step size d) under warmup and cosine."""
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        from prodigyopt import Prodigy
+        Prodigy = require("prodigyopt", "bench", "the prodigy method").Prodigy
 
         groups, default_decay = _task_groups(self.instance, self._peak())
         kwargs = dict(self.spec.optimizer_kwargs)
@@ -229,7 +230,7 @@ class ScheduleFreeDriver(Driver):
     """Schedule-free SGD or AdamW; evaluation happens at its averaged weights."""
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        import schedulefree
+        schedulefree = require("schedulefree", "bench", "the schedule-free methods")
 
         assert self.config.lr is not None  # schedule-free always resolves to an LR
         groups, default_decay = _task_groups(self.instance, self.config.lr)

@@ -82,16 +82,16 @@ def measure(task: Task, *, threads: int = 2, repeats: int = 2, seed: int = 0) ->
                 optimizer, instance.model, val_fn=instance.probe_loss, config=config
             )
             timed_decisions = _time_trial_decisions(scheduler)
-            elapsed, in_step = _autolrs_loop(instance, scheduler, steps)
-            autolrs_times.append(elapsed)
-            step_call_times.append(in_step)
+            elapsed, in_step, taken = _autolrs_loop(instance, scheduler, steps)
+            autolrs_times.append(elapsed / taken)
+            step_call_times.append(in_step / taken)
             decisions.extend(timed_decisions)
             snapshot = _snapshot_vs_copy(scheduler)
     finally:
         torch.set_num_threads(previous_threads)
 
     bare = statistics.median(bare_times) / steps
-    with_scheduler = statistics.median(autolrs_times) / steps
+    with_scheduler = statistics.median(autolrs_times)
     result = {
         "task": spec.name,
         "version": spec.version,
@@ -105,9 +105,9 @@ def measure(task: Task, *, threads: int = 2, repeats: int = 2, seed: int = 0) ->
             "bare_s_per_step": bare,
             "autolrs_s_per_step": with_scheduler,
             "ratio": with_scheduler / bare,
-            "scheduler_step_s_per_call": statistics.median(step_call_times) / steps,
+            "scheduler_step_s_per_call": statistics.median(step_call_times),
             "bare_s": bare_times,
-            "autolrs_s": autolrs_times,
+            "autolrs_s_per_step_runs": autolrs_times,
         },
         "snapshot": snapshot,
         "decision": {
@@ -143,16 +143,25 @@ def _bare_loop(instance: TaskInstance, config: AutoLRSConfig, steps: int) -> flo
     return time.perf_counter() - start
 
 
-def _autolrs_loop(instance: TaskInstance, scheduler: Any, steps: int) -> tuple[float, float]:
-    """Total seconds of the loop, and seconds spent inside ``scheduler.step``."""
+def _autolrs_loop(
+    instance: TaskInstance, scheduler: Any, steps: int
+) -> tuple[float, float, int]:
+    """Total seconds of the loop, seconds spent inside ``scheduler.step``, and steps taken.
+
+    The loop ends early when the scheduler's budget is spent.
+    """
     in_step = 0.0
+    taken = 0
     start = time.perf_counter()
     for _ in range(steps):
+        if scheduler.finished:
+            break
         loss = _train_step(instance, scheduler.optimizer)
         began = time.perf_counter()
         scheduler.step(loss)
         in_step += time.perf_counter() - began
-    return time.perf_counter() - start, in_step
+        taken += 1
+    return time.perf_counter() - start, in_step, taken
 
 
 def _time_trial_decisions(scheduler: Any) -> list[float]:

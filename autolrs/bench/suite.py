@@ -43,7 +43,7 @@ from autolrs.bench.reference import (
 from autolrs.bench.runner import RunSettings, run, run_key
 from autolrs.bench.store import ResultStore, append_json_line
 from autolrs.bench.tasks.base import Task, TaskDataError
-from autolrs.errors import ConfigError
+from autolrs.errors import ConfigError, MissingDependencyError
 
 __all__ = [
     "Suite",
@@ -334,8 +334,8 @@ class Suite:
     def _run_one(self, job: _Job) -> RunRecord | None:
         try:
             record = run(job.task, job.config, job.seed, self.settings.run)
-        except TaskDataError:
-            raise  # missing data fails every run alike: stop and say so
+        except (TaskDataError, MissingDependencyError):
+            raise  # missing data or packages fail every run alike: stop and say so
         except Exception as exc:  # one broken run must not end a suite of hours
             label = f"{job.task.spec.name} {job.config.method} lr={job.config.lr} seed={job.seed}"
             logger.exception("%s failed; it is not recorded and will be retried next time", label)

@@ -5,6 +5,7 @@ import pytest
 import autolrs.bench.suite as suite_module
 from autolrs.bench.report import write_report
 from autolrs.bench.suite import Suite, SuiteSettings
+from autolrs.errors import MissingDependencyError
 
 FAST_METHODS = ("constant", "cosine", "step", "schedulefree", "prodigy", "plateau")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -109,6 +110,17 @@ def test_a_failing_run_is_reported_and_retried_next_time(tmp_path, fake_task, mo
     again = Suite(settings(tmp_path, seeds=1), {"fake": fake_task}).run()
     assert not again.failures
     assert len(again.methods["fake"]["prodigy"].runs) == 1
+
+
+def test_a_missing_optional_package_stops_the_suite_naming_the_extra(
+    tmp_path, fake_task, monkeypatch
+):
+    import sys
+
+    # Makes `import prodigyopt` fail as it does where the bench extra is not installed.
+    monkeypatch.setitem(sys.modules, "prodigyopt", None)
+    with pytest.raises(MissingDependencyError, match=r"prodigy.*pip install 'autolrs\[bench\]'"):
+        Suite(settings(tmp_path, methods=("prodigy",), seeds=1), {"fake": fake_task}).run()
 
 
 def test_settings_name_the_valid_choices(tmp_path):
