@@ -244,10 +244,15 @@ def format_schedule(history: list[StageRecord]) -> str:
         lines.append(
             f"{record.index:>5}  {record.start_update_step:>6}  {record.stage_steps:>5}  "
             f"{record.metric:<6}  {len(record.candidates):>5}  {failed:>6}  "
-            f"{_number(record.chosen_lr, '.3g'):>9}  {_number(record.chosen_forecast, '.4g'):>9}  "
+            f"{_stage_lr(record):>9}  {_number(record.chosen_forecast, '.4g'):>9}  "
             f"{_number(record.final_loss, '.4g'):>9}"
         )
     return "\n".join(lines)
+
+
+def _stage_lr(record: StageRecord) -> str:
+    lr = _number(record.chosen_lr, ".3g")
+    return f"{lr}→0" if record.cooldown and record.chosen_lr is not None else lr
 
 
 def _number(value: float | None, spec: str) -> str:

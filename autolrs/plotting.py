@@ -168,10 +168,24 @@ def plot_found_schedule(
     ys: list[float] = []
     for record in stages:
         start = record.start_update_step
+        axes.axvline(start, color=_BOUNDARY_COLOR, ls=":", lw=0.9)
+        if record.cooldown:
+            continue
         xs += [start, start + record.stage_steps]
         ys += [record.chosen_lr, record.chosen_lr]  # type: ignore[list-item]
-        axes.axvline(start, color=_BOUNDARY_COLOR, ls=":", lw=0.9)
-    axes.plot(xs, ys, color=_CHOSEN_COLOR, lw=2.0, drawstyle="steps-post")
+    if xs:
+        axes.plot(xs, ys, color=_CHOSEN_COLOR, lw=2.0, drawstyle="steps-post")
+    for record in stages:
+        if record.cooldown and record.stage_steps > 1:
+            # The linear decay to 0, drawn to its last step above 0 (the axis is logarithmic).
+            lr = float(record.chosen_lr)  # type: ignore[arg-type]
+            steps = np.arange(record.stage_steps - 1)
+            axes.plot(
+                record.start_update_step + steps,
+                lr * (1 - steps / (record.stage_steps - 1)),
+                color=_CHOSEN_COLOR,
+                lw=2.0,
+            )
     axes.set_yscale("log")
     axes.set_xlabel("update step")
     axes.set_ylabel("learning rate")

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from autolrs import AutoLRSConfig, ConfigError
+from autolrs import AutoLRSConfig
+from autolrs.config import BUDGET_DEFAULTS, ConfigError
 from autolrs.core.commands import Report, Restore, Snapshot, Train, command_from_dict
 from autolrs.errors import ProtocolError
 
@@ -46,6 +47,11 @@ GOOD = {"min_lr": 1e-3, "max_lr": 1e-1}
         ({"keep_last_trial": None}, "keep_last_trial must be True or False"),
         ({"stage_steps": 40, "max_stage_steps": 80}, "trials of 4 steps; the forecast needs"),
         ({"val_every": 200}, "val_every=200 gives 4 validation losses per trial of 800 steps"),
+        ({"cooldown_fraction": 1.0, "total_steps": 100}, r"cooldown_fraction must be in \[0, 1\)"),
+        ({"cooldown_fraction": -0.1}, r"cooldown_fraction must be in \[0, 1\), got -0.1"),
+        ({"cooldown_fraction": 0.2}, "cooldown_fraction=0.2 needs total_steps"),
+        ({"larger_lr_tolerance": 1.0}, r"larger_lr_tolerance must be in \[0, 1\), got 1.0"),
+        ({"larger_lr_tolerance": math.nan}, "larger_lr_tolerance must be finite"),
     ],
 )
 def test_bad_values_are_refused_with_the_field_and_value_named(changes, message):
@@ -104,6 +110,19 @@ def test_for_budget_overrides_win_and_are_validated():
     assert config.num_candidates == 5 and config.val_every == 7
     with pytest.raises(ConfigError, match="total_steps must be >= 40"):
         AutoLRSConfig.for_budget(39, 1e-3, 1e-1)
+
+
+def test_for_budget_is_the_paper_scaled_to_the_budget_plus_the_library_changes():
+    paper = AutoLRSConfig.paper_for_budget(4000, 1e-3, 1e-1)
+    default = AutoLRSConfig.for_budget(4000, 1e-3, 1e-1)
+    assert paper.replace(**BUDGET_DEFAULTS) == default
+    # The paper's algorithm: ten candidates over the whole range, the best one, no cooldown.
+    assert (paper.num_candidates, paper.search_window) == (10, None)
+    assert (paper.larger_lr_tolerance, paper.cooldown_fraction) == (0.0, 0.0)
+    # Every change is undone by its own override, and the others stay.
+    undone = AutoLRSConfig.for_budget(4000, 1e-3, 1e-1, cooldown_fraction=0.0)
+    assert undone == default.replace(cooldown_fraction=0.0)
+    assert default.cooldown_steps == round(4000 * BUDGET_DEFAULTS["cooldown_fraction"])
 
 
 def test_numpy_scalars_are_stored_as_plain_python_numbers():

@@ -98,6 +98,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the side-by-side measurement of AutoLRS's overheads",
     )
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="run pending runs last first: a second `autolrs bench` on the same --out with it "
+        "shares the work with the first (each skips what the other finished)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -129,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
             run=RunSettings(threads=args.threads),
             overheads=not args.no_overheads,
             progress=not args.no_progress,
+            reverse=args.reverse,
         )
         with _log_file(settings.out_dir / LOG_FILE), logging_redirect_tqdm():
             result = Suite(settings).run()

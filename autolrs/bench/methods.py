@@ -26,15 +26,18 @@ Choices made where the literature leaves room (each recorded in the resolved con
   threshold) on the task's full validation loss, measured every ``eval_every`` update steps
   after warmup, starting from the best constant LR of the grid; each such validation pass is
   charged to the method. It therefore also inherits the cost of tuning the constant family.
-- ``autolrs`` and ``autolrs-paper``: the library's scheduler with its default config and with
-  the ``paper`` preset, both scaled to T by ``AutoLRSConfig.for_budget`` and given only what
-  the baselines had: search range = the grid's [min, max], the task's warmup (ramping to the
-  geometric mean of that range, so no tuned LR leaks in), and the probe loss as validation
-  function. Today both resolve to the same config; the results record each resolved config.
+- ``autolrs`` and ``autolrs-paper``: the library's scheduler with its default config for a
+  budget (``AutoLRSConfig.for_budget``) and with the paper's algorithm scaled to T
+  (``AutoLRSConfig.paper_for_budget``), given only what the baselines had: search range = the
+  grid's [min, max], the task's warmup (ramping to the geometric mean of that range, so no
+  tuned LR leaks in), and the probe loss as validation function.
+- The ablations ``autolrs-no-<idea>``: the default with one of its changes to the paper's
+  algorithm undone (:data:`ABLATIONS`), so each change's contribution is measured beside it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +51,7 @@ from autolrs.errors import ConfigError
 __all__ = [
     "METHODS",
     "AUTOLRS_METHODS",
+    "ABLATIONS",
     "TUNED_FAMILIES",
     "MethodConfig",
     "resolve_method",
@@ -66,6 +70,10 @@ METHODS: tuple[str, ...] = (
     "plateau",
     "autolrs",
     "autolrs-paper",
+    "autolrs-no-cooldown",
+    "autolrs-no-tolerance",
+    "autolrs-no-window",
+    "autolrs-no-fewer-candidates",
 )
 
 #: Families swept over the LR grid: the three baselines, and schedule-free for its tuned row.
@@ -83,12 +91,22 @@ SCHEDULEFREE_DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adamw": 0.0025}
 PRODIGY_LR = 1.0
 PLATEAU_FACTOR = 0.1
 PLATEAU_PATIENCE_FRACTION = 0.05
-#: How each AutoLRS row builds its config for a budget T. The library's default and its
-#: ``paper`` preset scaled to T are the same factory today; two rows keep a later change to the
-#: defaults visible as a difference in the report.
+#: Each ablation: the default's fields set back to the paper's values.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "autolrs-no-cooldown": {"cooldown_fraction": 0.0},
+    "autolrs-no-tolerance": {"larger_lr_tolerance": 0.0},
+    "autolrs-no-window": {"search_window": None},
+    "autolrs-no-fewer-candidates": {"num_candidates": AutoLRSConfig.num_candidates},
+}
+
+#: How each AutoLRS row builds its config for a budget T.
 _AUTOLRS_PRESETS: dict[str, Callable[..., AutoLRSConfig]] = {
     "autolrs": AutoLRSConfig.for_budget,
-    "autolrs-paper": AutoLRSConfig.for_budget,
+    "autolrs-paper": AutoLRSConfig.paper_for_budget,
+    **{
+        name: functools.partial(AutoLRSConfig.for_budget, **undo)
+        for name, undo in ABLATIONS.items()
+    },
 }
 AUTOLRS_METHODS: tuple[str, ...] = tuple(_AUTOLRS_PRESETS)
 

@@ -143,9 +143,7 @@ def _bare_loop(instance: TaskInstance, config: AutoLRSConfig, steps: int) -> flo
     return time.perf_counter() - start
 
 
-def _autolrs_loop(
-    instance: TaskInstance, scheduler: Any, steps: int
-) -> tuple[float, float, int]:
+def _autolrs_loop(instance: TaskInstance, scheduler: Any, steps: int) -> tuple[float, float, int]:
     """Total seconds of the loop, seconds spent inside ``scheduler.step``, and steps taken.
 
     The loop ends early when the scheduler's budget is spent.

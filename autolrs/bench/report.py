@@ -19,12 +19,14 @@ import dataclasses
 import json
 import logging
 import math
+import statistics
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from autolrs.bench.machine import describe
+from autolrs.bench.methods import ABLATIONS
 from autolrs.bench.metrics import Interval
 from autolrs.bench.records import RunRecord, json_safe
 from autolrs.bench.schedules import expand_segments
@@ -71,6 +73,8 @@ def write_report(result: SuiteResult, *, n_boot: int = 2000) -> Path:
 
     lines = _header(result, machine)
     lines += _overall(summaries, result.settings.methods)
+    lines += _goals(summaries)
+    lines += _ablations(summaries)
     for name, summary in summaries.items():
         lines += _task_section(result, name, summary)
     if result.failures:
@@ -142,6 +146,132 @@ def _overall(summaries: dict[str, TaskSummary], methods: Sequence[str]) -> list[
             reached += math.isfinite(summary.cost)
             cells.append(_speedup_cell(summary.speedup_cost))
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {reached}/{len(names)} |")
+    return [*lines, ""]
+
+
+#: What the default AutoLRS is measured against, beside the paper's algorithm.
+SEARCH_SHARE_GOAL = 0.25
+COST_SPEEDUP_GOAL = 1.0
+UPDATE_SPEEDUP_GOAL = 1.3
+LR_FREE_METHODS = ("schedulefree", "prodigy")
+
+
+def _search_share(method: MethodSummary | None) -> float | None:
+    """Search steps per update step of a method's runs, or None for a method without search."""
+    if method is None or not method.autolrs:
+        return None
+    total, search = method.autolrs.get("total_steps"), method.autolrs.get("search_steps")
+    if total is None or search is None or total <= search:
+        return None
+    return search / (total - search)
+
+
+def _estimate(interval: Interval | None) -> float:
+    return 0.0 if interval is None else interval.estimate
+
+
+def _goals(summaries: dict[str, TaskSummary]) -> list[str]:
+    """Whether ``autolrs`` meets its goals, task by task, with ``autolrs-paper`` beside it."""
+    names = list(summaries)
+    rows: dict[str, dict[str, MethodSummary | None]] = {
+        method: {name: _find(summaries[name], method) for name in names}
+        for method in ("autolrs", "autolrs-paper")
+    }
+    if not any(m is not None for per_task in rows.values() for m in per_task.values()):
+        return []
+    lines = [
+        "## AutoLRS against its goals",
+        "",
+        f"Goals of the default: search steps ≤ {SEARCH_SHARE_GOAL:.0%} of update steps at "
+        "equal or better final quality than the paper's algorithm; cost speedup ≥ "
+        f"{COST_SPEEDUP_GOAL:g} over the tuned baseline on at least 4 of 5 tasks; median "
+        f"update-step speedup ≥ {UPDATE_SPEEDUP_GOAL:g}; fewer total steps to L* than "
+        "Schedule-Free and Prodigy at their defaults on at least 3 of 5 tasks. A method that "
+        "never reaches L* has speedup 0 here.",
+        "",
+        "| measure | method | " + " | ".join(names) + " | overall |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for method, per_task in rows.items():
+        shares = [_search_share(per_task[name]) for name in names]
+        known = [share for share in shares if share is not None]
+        lines.append(
+            f"| search / update steps | {method} | "
+            + " | ".join(_percent(share) for share in shares)
+            + f" | median {_percent(statistics.median(known)) if known else '—'} |"
+        )
+    for method, per_task in rows.items():
+        finals = [per_task[name] for name in names]
+        cells = [_loss_cell(m.final if m else None, missing="—") for m in finals]
+        lines.append(f"| final val | {method} | " + " | ".join(cells) + " | |")
+    for method, per_task in rows.items():
+        speedups = [_estimate(m.speedup_cost if m else None) for m in per_task.values()]
+        met = sum(value >= COST_SPEEDUP_GOAL for value in speedups)
+        lines.append(
+            f"| cost speedup | {method} | "
+            + " | ".join(f"{value:.2f}" for value in speedups)
+            + f" | ≥ {COST_SPEEDUP_GOAL:g} on {met}/{len(names)} |"
+        )
+    for method, per_task in rows.items():
+        speedups = [_estimate(m.speedup_update if m else None) for m in per_task.values()]
+        lines.append(
+            f"| update-step speedup | {method} | "
+            + " | ".join(f"{value:.2f}" for value in speedups)
+            + f" | median {statistics.median(speedups):.2f} |"
+        )
+    for method, per_task in rows.items():
+        cells, wins = [], 0
+        for name in names:
+            own = per_task[name]
+            rivals = [_find(summaries[name], rival) for rival in LR_FREE_METHODS]
+            own_cost = own.cost if own else math.inf
+            # Reaching L* at all beats a rival that never does; both reaching, fewer wins.
+            wins += math.isfinite(own_cost) and all(
+                rival is None or own_cost < rival.cost for rival in rivals
+            )
+            rival_costs = "/".join(_num(r.cost) if r else "—" for r in rivals)
+            cells.append(f"{_num(own_cost)} vs {rival_costs}")
+        lines.append(
+            f"| cost to L* vs Schedule-Free/Prodigy | {method} | "
+            + " | ".join(cells)
+            + f" | fewer on {wins}/{len(names)} |"
+        )
+    return [*lines, ""]
+
+
+def _ablations(summaries: dict[str, TaskSummary]) -> list[str]:
+    """Each change of the default to the paper's algorithm undone, one at a time."""
+    tasks = [
+        name
+        for name, summary in summaries.items()
+        if any(_find(summary, method) for method in ABLATIONS)
+    ]
+    if not tasks:
+        return []
+    methods = ["autolrs", *ABLATIONS, "autolrs-paper"]
+    lines = [
+        "## Ablations: the default with one change undone",
+        "",
+        "Final validation loss (median [95% interval]) and search steps per update step, on "
+        + ", ".join(tasks)
+        + ".",
+        "",
+        "| method | undoes | " + " | ".join(f"{t} final | {t} search" for t in tasks) + " |",
+        "|---|---|" + "---|---|" * len(tasks),
+    ]
+    for method in methods:
+        undo = ABLATIONS.get(method)
+        described = (
+            ", ".join(f"{key}={value}" for key, value in undo.items())
+            if undo
+            else ("every change" if method == "autolrs-paper" else "nothing")
+        )
+        cells = []
+        for name in tasks:
+            found = _find(summaries[name], method)
+            cells.append(_loss_cell(found.final if found else None, missing="—"))
+            cells.append(_percent(_search_share(found)))
+        lines.append(f"| {method} | {described} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

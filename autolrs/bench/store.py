@@ -38,24 +38,54 @@ class ResultStore:
         self._load()
 
     def _load(self) -> None:
+        self._offset = 0  # bytes of the file parsed so far
+        self._lines = 0
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = RunRecord.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError) as exc:
-                    logger.warning(
-                        "%s line %d is not a complete record (%s); its run will be redone",
-                        self.path,
-                        number,
-                        exc,
-                    )
-                    continue
-                self._records[record.key] = record
+        self._read_new(final=True)
         logger.info("%s: %d finished runs", self.path, len(self._records))
+
+    def refresh(self) -> int:
+        """Read the records another process appended since; return how many were new.
+
+        Two suites writing one folder (e.g. one of them with ``reverse=True``) thereby share
+        the work: each skips the runs the other has finished. A line still being written is
+        left for the next call.
+        """
+        if not self.path.exists():
+            return 0
+        before = len(self._records)
+        self._read_new(final=False)
+        return len(self._records) - before
+
+    def _read_new(self, *, final: bool) -> None:
+        """Parse the file from the last offset; ``final``: a torn last line is skipped too."""
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: empty, or a line still being written
+        consumed = len(data) - len(tail)
+        if final and tail.strip():
+            lines.append(tail)
+            consumed = len(data)
+        for number, raw in enumerate(lines, start=self._lines + 1):
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                record = RunRecord.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning(
+                    "%s line %d is not a complete record (%s); its run will be redone",
+                    self.path,
+                    number,
+                    exc,
+                )
+                continue
+            self._records[record.key] = record
+        self._offset += consumed
+        self._lines += len(lines)
 
     def __contains__(self, key: object) -> bool:
         return key in self._records

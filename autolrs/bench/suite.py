@@ -24,13 +24,15 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from autolrs.bench.methods import (
+    ABLATIONS,
     METHODS,
     TUNED_FAMILIES,
     MethodConfig,
+    autolrs_config,
     family_config,
     resolve_method,
 )
-from autolrs.bench.records import HARNESS_VERSION, RunRecord
+from autolrs.bench.records import HARNESS_VERSION, RunRecord, config_hash
 from autolrs.bench.reference import (
     SWEEP_SEED,
     GridPoint,
@@ -59,6 +61,8 @@ logger = logging.getLogger(__name__)
 SuiteName = Literal["smoke", "standard"]
 SUITES: tuple[SuiteName, ...] = ("smoke", "standard")
 OVERHEADS_FILE = "overheads.jsonl"
+#: The three cheapest standard tasks, of three kinds, on which the ablations run.
+STANDARD_ABLATION_TASKS: tuple[str, ...] = ("nqm", "teacher-student", "fmnist-mlp")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class SuiteSettings:
         run: Thread count and step cap of every run.
         overheads: Measure AutoLRS's overheads per task.
         progress: Show progress bars.
+        ablation_tasks: Tasks on which the ablation methods (``autolrs-no-*``) run; they are
+            skipped on the others. None: every task.
+        reverse: Run the pending runs of each phase last first. A second suite started on the
+            same output folder with it shares the work with the first: before each run both
+            read what the other has finished.
     """
 
     suite: SuiteName
@@ -91,6 +100,8 @@ class SuiteSettings:
     run: RunSettings = field(default_factory=RunSettings)
     overheads: bool = True
     progress: bool = True
+    ablation_tasks: tuple[str, ...] | None = None
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
@@ -104,6 +115,12 @@ class SuiteSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def runs_method_on(self, method: str, task: str) -> bool:
+        """Whether ``method`` is run on ``task``: ablations only on the ablation tasks."""
+        if method not in ABLATIONS or self.ablation_tasks is None:
+            return True
+        return task in self.ablation_tasks
 
     @property
     def variant(self) -> str:
@@ -260,6 +277,14 @@ class Suite:
         for name, task in self.tasks.items():
             configs[name] = {}
             for method in self.settings.methods:
+                if not self.settings.runs_method_on(method, name):
+                    logger.info(
+                        "%s: ablation %s runs only on %s",
+                        name,
+                        method,
+                        ", ".join(self.settings.ablation_tasks or ()),
+                    )
+                    continue
                 try:
                     configs[name][method] = resolve_method(
                         method, task.spec, references[name].best
@@ -315,20 +340,26 @@ class Suite:
 
     def _execute(self, jobs: Sequence[_Job], phase: str) -> list[RunRecord | None]:
         """Run every job not yet in the store; the record of each job, None if it failed."""
-        results: list[RunRecord | None] = []
         keys = [run_key(job.task.spec, job.config, job.seed, self.settings.run) for job in jobs]
         pending = sum(1 for key in keys if key not in self.store)
         logger.info("%s: %d runs, %d already finished", phase, len(jobs), len(jobs) - pending)
         with tqdm(
             total=pending, desc=phase, unit="run", disable=not self.settings.progress
         ) as bar:
-            for job, key in zip(jobs, keys, strict=True):
+            order = range(len(jobs) - 1, -1, -1) if self.settings.reverse else range(len(jobs))
+            by_index: dict[int, RunRecord | None] = {}
+            for index in order:
+                job, key = jobs[index], keys[index]
                 record = self.store.get(key)
-                if record is None:
+                if record is None and self.store.refresh() and key in self.store:
+                    record = self.store.get(key)  # another suite on this folder just ran it
+                    bar.update()
+                elif record is None:
                     bar.set_postfix_str(f"{key.task} {key.method} lr={key.lr} seed={key.seed}")
                     record = self._run_one(job)
                     bar.update()
-                results.append(record)
+                by_index[index] = record
+            results = [by_index[index] for index in range(len(jobs))]
         return results
 
     def _run_one(self, job: _Job) -> RunRecord | None:
@@ -345,13 +376,19 @@ class Suite:
         return record
 
 
-def _overhead_key(task: Task, threads: int) -> tuple[str, int, str, int, int]:
+_OverheadKey = tuple[str, int, str, int, int, str]
+
+
+def _overhead_key(task: Task, threads: int) -> _OverheadKey:
+    """Task, threads, harness and the AutoLRS config measured: a new default is measured anew."""
     spec = task.spec
-    return (spec.name, spec.version, spec.variant, threads, HARNESS_VERSION)
+    config = autolrs_config(resolve_method("autolrs", spec, {}), seed=0)
+    digest = config_hash(config.to_dict())
+    return (spec.name, spec.version, spec.variant, threads, HARNESS_VERSION, digest)
 
 
-def _read_overheads(path: Path) -> dict[tuple[str, int, str, int, int], dict[str, Any]]:
-    done: dict[tuple[str, int, str, int, int], dict[str, Any]] = {}
+def _read_overheads(path: Path) -> dict[_OverheadKey, dict[str, Any]]:
+    done: dict[_OverheadKey, dict[str, Any]] = {}
     if not path.exists():
         return done
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -366,6 +403,7 @@ def _read_overheads(path: Path) -> dict[tuple[str, int, str, int, int], dict[str
             record["variant"],
             record["threads"],
             record["harness_version"],
+            config_hash(record["config"]),
         )
         done[key] = record
     return done
@@ -375,9 +413,9 @@ def default_settings(suite: SuiteName, **overrides: Any) -> SuiteSettings:
     """The settings of ``suite`` with its defaults, changed by ``overrides``.
 
     Defaults: every registered task and method; smoke: 1 seed, 1 family seed, results in
-    ``benchmarks/results/smoke`` and references beside them; standard: 3 seeds, 3 family
-    seeds, results in ``benchmarks/results/standard``, references in
-    ``benchmarks/reference`` (committed).
+    ``benchmarks/results/smoke`` and references beside them, ablations on the NQM only;
+    standard: 3 seeds, 3 family seeds, results in ``benchmarks/results/standard``, references
+    in ``benchmarks/reference`` (committed), ablations on :data:`STANDARD_ABLATION_TASKS`.
     """
     from autolrs.bench.tasks import TASK_NAMES
 
@@ -391,6 +429,7 @@ def default_settings(suite: SuiteName, **overrides: Any) -> SuiteSettings:
         "family_seeds": 1 if smoke else 3,
         "out_dir": out_dir,
         "reference_dir": out_dir / "reference" if smoke else Path("benchmarks/reference"),
+        "ablation_tasks": ("nqm",) if smoke else STANDARD_ABLATION_TASKS,
     }
     defaults.update({key: value for key, value in overrides.items() if value is not None})
     return SuiteSettings(**defaults)

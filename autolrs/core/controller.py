@@ -42,7 +42,7 @@ from autolrs.core.commands import (
 from autolrs.core.forecast import forecast
 from autolrs.core.history import CandidateRecord, Metric, StageRecord, StageRestart
 from autolrs.core.reports import divergence, tail_max, tail_mean, validate_report
-from autolrs.core.search import GPSearch, Observation
+from autolrs.core.search import Choice, GPSearch, Observation
 from autolrs.errors import ConfigError, DivergenceError, ProtocolError
 
 __all__ = ["Controller", "STATE_VERSION", "stage_observations"]
@@ -218,9 +218,12 @@ class Controller:
         return self._begin_stage()
 
     def _begin_stage(self) -> list[Command]:
+        if self._cooldown_due():
+            return self._begin_cooldown()
         self._stage_index += 1
         index = self._stage_index
         nominal = self._config.stage_length(index)
+        anchor, search_range = self._window()
         self._history.append(
             StageRecord(
                 index=index,
@@ -230,13 +233,89 @@ class Controller:
                 trial_steps=self._config.trial_length(nominal),
                 metric=self._metric_for(index),
                 reference_loss=self._recent_loss,
+                search_range=search_range,
+                anchor_lr=anchor,
             )
         )
         return [Snapshot(), self._next_trial()]
 
-    def _stretch_to_budget(self, index: int, nominal: int) -> int:
-        """τ of stage ``index``: stretched to the budget's end rather than leave a stub after."""
+    def _window(self) -> tuple[float | None, tuple[float, float] | None]:
+        """The next stage's anchor LR and search range, when ``search_window`` narrows it."""
+        factor = self._config.search_window
+        previous = self._history[-1] if self._history else None
+        if factor is None or previous is None or previous.chosen_lr is None:
+            return None, None
+        if previous.choice_reason:  # a fallback LR says nothing about where the best lies
+            return None, None
+        low = max(self._config.min_lr, previous.chosen_lr / factor)
+        high = min(self._config.max_lr, previous.chosen_lr * factor)
+        if not low < high:
+            return None, None
+        return previous.chosen_lr, (low, high)
+
+    def _search_for(self, stage: StageRecord) -> GPSearch:
+        if stage.search_range is None:
+            return self._search
+        return _make_search(self._config, *stage.search_range)
+
+    def _search_end(self) -> int | None:
+        """Update step at which the searched stages end: the budget less the cooldown."""
         total = self._config.total_steps
+        return None if total is None else total - self._config.cooldown_steps
+
+    def _cooldown_due(self) -> bool:
+        """Whether the next stage is the cooldown: the searched stages are done, it is not."""
+        end = self._search_end()
+        total = self._config.total_steps
+        return (
+            end is not None
+            and total is not None
+            and end <= self._update_steps < total
+            and bool(self._history)
+            and not self._history[-1].cooldown
+            and self._history[-1].chosen_lr is not None
+        )
+
+    def _begin_cooldown(self) -> list[Command]:
+        previous = self._history[-1]
+        assert previous.chosen_lr is not None and self._config.total_steps is not None
+        self._stage_index += 1
+        index = self._stage_index
+        steps = self._config.total_steps - self._update_steps
+        stage = StageRecord(
+            index=index,
+            start_update_step=self._update_steps,
+            start_total_step=self._update_steps + self._search_steps,
+            stage_steps=steps,
+            trial_steps=min(steps, previous.trial_steps),
+            metric=self._metric_for(index),
+            reference_loss=self._recent_loss,
+            chosen_lr=previous.chosen_lr,
+            cooldown=True,
+        )
+        self._history.append(stage)
+        logger.info(
+            "stage %d: cooldown, %d steps decaying the LR linearly from %.4g to 0",
+            index,
+            steps,
+            previous.chosen_lr,
+        )
+        return [Snapshot(), self._cooldown_train(stage, previous.chosen_lr)]
+
+    def _cooldown_train(self, stage: StageRecord, lr: float) -> Train:
+        eval_every = stage.stage_steps if stage.metric == "val" else 0
+        return self._train(
+            "stage",
+            stage.stage_steps,
+            lr,
+            eval_every,
+            end_lr=0.0,
+            abort_above=self._abort_threshold(stage),
+        )
+
+    def _stretch_to_budget(self, index: int, nominal: int) -> int:
+        """τ of stage ``index``: stretched to the search's end rather than leave a stub after."""
+        total = self._search_end()
         if total is None:
             return nominal
         remaining = total - self._update_steps
@@ -256,7 +335,10 @@ class Controller:
     def _next_trial(self) -> Train:
         stage = self._history[-1]
         seed = int(np.random.SeedSequence([self._config.seed, stage.index]).generate_state(1)[0])
-        lr = self._search.propose(stage_observations(stage), seed=seed)
+        if stage.anchor_lr is not None and not stage.candidates:
+            lr = stage.anchor_lr
+        else:
+            lr = self._search_for(stage).propose(stage_observations(stage), seed=seed)
         eval_every = self._config.val_every if stage.metric == "val" else 0
         return self._train(
             "trial", stage.trial_steps, lr, eval_every, abort_above=self._abort_threshold(stage)
@@ -353,7 +435,15 @@ class Controller:
 
     def _choose(self, stage: StageRecord) -> list[Command]:
         """Pick η* among the explored candidates and start the stage's training with it."""
-        choice = self._search.choose(stage_observations(stage), by=self._config.choose_by)
+        choice = self._search_for(stage).choose(
+            stage_observations(stage),
+            by=self._config.choose_by,
+            larger_lr_tolerance=self._config.larger_lr_tolerance,
+            start_value=stage_start_value(stage),
+        )
+        if choice.reason == "all_failed" and stage.search_range is not None:
+            # The window's low end is no safe bet after divergence; the range's is.
+            choice = Choice(self._config.min_lr, None, None, choice.reason)
         stage.chosen_lr = choice.lr
         stage.chosen_forecast = choice.predicted
         stage.choice_reason = choice.reason
@@ -442,10 +532,25 @@ class Controller:
             stage.kept_trial_steps = 0
         reason = divergence(command, losses, losses) or "diverged"
         stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
+        if stage.cooldown and stage.choice_reason != "all_failed":
+            logger.warning(
+                "stage %d: the cooldown from lr=%.4g diverged after %d steps (%s, loss %.4g); "
+                "restoring the stage snapshot and cooling down from min_lr=%.4g",
+                stage.index,
+                command.lr,
+                len(losses),
+                reason,
+                losses[-1],
+                self._config.min_lr,
+            )
+            stage.chosen_lr = self._config.min_lr
+            stage.choice_reason = "all_failed"
+            return [Restore(), self._cooldown_train(stage, self._config.min_lr)]
         if stage.choice_reason == "all_failed":
             raise DivergenceError(
                 f"stage {stage.index}: the loss became {losses[-1]} after {len(losses)} steps "
-                f"even at min_lr={self._config.min_lr} after every candidate diverged; the "
+                f"even at min_lr={self._config.min_lr} after "
+                f"{'the cooldown' if stage.cooldown else 'every candidate'} diverged; the "
                 "model or data produce non-finite losses at any LR in the search range"
             )
         logger.warning(
@@ -543,15 +648,27 @@ class Controller:
         return controller
 
 
-def _make_search(config: AutoLRSConfig) -> GPSearch:
+def _make_search(
+    config: AutoLRSConfig, low: float | None = None, high: float | None = None
+) -> GPSearch:
     return GPSearch(
-        config.min_lr,
-        config.max_lr,
+        config.min_lr if low is None else low,
+        config.max_lr if high is None else high,
         kappa=config.kappa,
         length_scale=config.gp_length_scale,
         fit_hyperparameters=config.gp_fit_hyperparameters,
         first_candidate=config.first_candidate,
     )
+
+
+def stage_start_value(stage: StageRecord) -> float | None:
+    """The stage's loss near its start, in its metric, or None when no candidate forecast.
+
+    It is the highest first point of a candidate that gave a forecast.
+    """
+    firsts = [c.losses[0] for c in stage.candidates if c.forecast is not None and c.losses]
+    finite = [x for x in firsts if math.isfinite(x)]
+    return max(finite) if finite else None
 
 
 def stage_observations(stage: StageRecord) -> list[Observation]:

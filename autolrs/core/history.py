@@ -114,6 +114,11 @@ class StageRecord:
             the divergence threshold scales it.
         kept_trial_steps: Trial steps of the chosen candidate kept as the stage's first steps
             (``keep_last_trial``); 0 when the stage trained from the snapshot.
+        cooldown: Whether this is the final cooldown: no candidates, the LR decaying linearly
+            from ``chosen_lr`` to 0 over ``stage_steps``.
+        search_range: ``(low, high)`` LRs the stage's search covered, when narrower than
+            [min_lr, max_lr] (``search_window``); None for the whole range.
+        anchor_lr: The previous stage's η*, tried first in a windowed search; None otherwise.
     """
 
     index: int
@@ -130,12 +135,17 @@ class StageRecord:
     final_loss: float | None = None
     reference_loss: float | None = None
     kept_trial_steps: int = 0
+    cooldown: bool = False
+    search_range: tuple[float, float] | None = None
+    anchor_lr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["candidates"] = [c.to_dict() for c in self.candidates]
         data["restarts"] = [r.to_dict() for r in self.restarts]
+        if self.search_range is not None:
+            data["search_range"] = list(self.search_range)
         return data
 
     @classmethod
@@ -160,4 +170,11 @@ class StageRecord:
                 None if data.get("reference_loss") is None else float(data["reference_loss"])
             ),
             kept_trial_steps=int(data.get("kept_trial_steps", 0)),
+            cooldown=bool(data.get("cooldown", False)),
+            search_range=(
+                None
+                if data.get("search_range") is None
+                else (float(data["search_range"][0]), float(data["search_range"][1]))
+            ),
+            anchor_lr=None if data.get("anchor_lr") is None else float(data["anchor_lr"]),
         )

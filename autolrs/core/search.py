@@ -301,7 +301,14 @@ class GPSearch:
         )
         return lr
 
-    def choose(self, observations: Sequence[Observation], *, by: str = "posterior_mean") -> Choice:
+    def choose(
+        self,
+        observations: Sequence[Observation],
+        *,
+        by: str = "posterior_mean",
+        larger_lr_tolerance: float = 0.0,
+        start_value: float | None = None,
+    ) -> Choice:
         """The stage LR η*, picked among the candidates that did not fail.
 
         Args:
@@ -311,6 +318,11 @@ class GPSearch:
                 lowest raw forecast (the authors' code). Ties go to the earlier candidate.
                 Should the GP fail, ``"posterior_mean"`` falls back to ``"forecast"`` and logs
                 a warning.
+            larger_lr_tolerance: With ``start_value`` above the best score, the choice is the
+                largest LR whose score is within this share of ``start_value − best`` of the
+                best. In [0, 1); 0 keeps the best.
+            start_value: The loss at the start of the stage, in the scores' units; None
+                disables the tolerance.
 
         Returns:
             The choice; ``Choice(min_lr, None, None, "all_failed")`` when no candidate has a
@@ -323,6 +335,14 @@ class GPSearch:
         """
         if by not in _CHOOSE_BY_CHOICES:
             raise ConfigError(f"by must be one of {_CHOOSE_BY_CHOICES}, got {by!r}")
+        _check_finite("larger_lr_tolerance", larger_lr_tolerance)
+        if not 0.0 <= larger_lr_tolerance < 1.0:
+            raise ConfigError(
+                f"larger_lr_tolerance must be in [0, 1), got {larger_lr_tolerance!r}"
+            )
+        if start_value is not None:
+            _check_finite("start_value", start_value)
+        margin = _Margin(larger_lr_tolerance, start_value)
         observations = self._checked(observations)
         finite = [i for i, o in enumerate(observations) if o.value is not None]
         if not finite:
@@ -333,12 +353,12 @@ class GPSearch:
             x = np.array([self._x(observations[i].lr) for i in finite])
             posterior = None if gp is None else _latent_posterior(gp, x)
             if posterior is not None:
-                return self._choice(observations, finite, posterior[0], by)
+                return self._choice(observations, finite, posterior[0], by, margin)
             logger.warning("GP posterior unavailable; choosing the stage LR by raw forecast")
             by = "forecast"
 
         values = np.array([observations[i].value for i in finite])
-        return self._choice(observations, finite, values, by)
+        return self._choice(observations, finite, values, by, margin)
 
     def posterior(
         self, observations: Sequence[Observation], lrs: ArrayLike
@@ -416,10 +436,22 @@ class GPSearch:
         return checked
 
     def _choice(
-        self, observations: list[Observation], finite: list[int], scores: np.ndarray, by: str
+        self,
+        observations: list[Observation],
+        finite: list[int],
+        scores: np.ndarray,
+        by: str,
+        margin: _Margin,
     ) -> Choice:
-        """The candidate ``finite[j]`` of lowest ``scores[j]``, the first one on ties."""
+        """The candidate ``finite[j]`` of lowest ``scores[j]``, or the largest LR near it.
+
+        Ties go to the first candidate; ``margin`` says how near a larger LR must be.
+        """
         best = int(np.argmin(scores))
+        bound = margin.bound(float(scores[best]))
+        if bound is not None:
+            within = [j for j in range(len(finite)) if scores[j] <= bound]
+            best = max(within, key=lambda j: (observations[finite[j]].lr, -j))
         index = finite[best]
         logger.debug(
             "chose candidate %d of %d by %s: lr=%.4g, predicted %.4g",
@@ -533,6 +565,20 @@ class GPSearch:
 
         logger.warning("no GP could be fitted on %d points; falling back without it", x.size)
         return None
+
+
+@dataclass(frozen=True)
+class _Margin:
+    """How far above the best score a larger LR may still be chosen."""
+
+    tolerance: float
+    start_value: float | None
+
+    def bound(self, best: float) -> float | None:
+        """Highest score still acceptable, or None when only the best is."""
+        if self.tolerance <= 0 or self.start_value is None or not self.start_value > best:
+            return None
+        return best + self.tolerance * (self.start_value - best)
 
 
 def _latent_posterior(

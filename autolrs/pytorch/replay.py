@@ -148,7 +148,8 @@ class FoundSchedule:
         for stage in history:
             if stage.chosen_lr is not None:
                 lr = stage.chosen_lr
-                segments.append(Segment(stage.start_update_step, stage.stage_steps, lr, lr))
+                end = 0.0 if stage.cooldown else lr  # the cooldown decays linearly to 0
+                segments.append(Segment(stage.start_update_step, stage.stage_steps, lr, end))
         if not segments:
             raise ConfigError(
                 f"no schedule to replay: the history has {len(history)} stages and none chose "

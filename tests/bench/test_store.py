@@ -58,3 +58,22 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_on_its_own_line(
     assert len(lines) == 3
     assert json.loads(lines[-1])["key"]["seed"] == 1
     assert len(ResultStore(tmp_path)) == 2
+
+
+def test_refresh_reads_what_another_writer_appended_but_not_a_line_in_progress(tmp_path):
+    mine, theirs = ResultStore(tmp_path), ResultStore(tmp_path)
+    mine.add(record(0))
+    assert record(0).key not in theirs
+    assert theirs.refresh() == 1 and record(0).key in theirs
+    assert theirs.refresh() == 0
+
+    path = tmp_path / RESULTS_FILE
+    line = json.dumps(record(1).to_dict())
+    with path.open("a") as handle:
+        handle.write(line[:20])  # the other writer is mid-line
+    assert theirs.refresh() == 0 and record(1).key not in theirs
+    with path.open("a") as handle:
+        handle.write(line[20:] + "\n")
+    assert theirs.refresh() == 1 and record(1).key in theirs
+    theirs.add(record(2))
+    assert mine.refresh() == 2 and len(mine) == 3

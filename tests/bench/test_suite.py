@@ -130,3 +130,46 @@ def test_settings_name_the_valid_choices(tmp_path):
         settings(tmp_path, suite="huge")
     with pytest.raises(ValueError, match="seeds must be an integer"):
         settings(tmp_path, seeds=0)
+
+
+def test_ablations_run_only_on_the_ablation_tasks_and_get_their_own_table(
+    tmp_path, fake_task, count_runs
+):
+    methods = ("cosine", "schedulefree", "prodigy", "autolrs", "autolrs-paper", "autolrs-no-window")
+    elsewhere = settings(tmp_path, methods=methods, seeds=1, ablation_tasks=("another",))
+    result = Suite(elsewhere, {"fake": fake_task}).run()
+    assert "autolrs-no-window" not in {method for method, _, _ in count_runs}
+    assert "autolrs-no-window" not in result.methods["fake"]
+    assert "## Ablations" not in write_report(result, n_boot=50).read_text()
+
+    count_runs.clear()
+    here = settings(tmp_path, methods=methods, seeds=1, ablation_tasks=("fake",))
+    result = Suite(here, {"fake": fake_task}).run()
+    assert [method for method, _, _ in count_runs] == ["autolrs-no-window"]
+    text = write_report(result, n_boot=50).read_text()
+    assert "## Ablations: the default with one change undone" in text
+    assert "| autolrs-no-window | search_window=None |" in text
+    assert "| autolrs-paper | every change |" in text
+    assert "## AutoLRS against its goals" in text
+    for measure in ("search / update steps", "cost speedup", "update-step speedup"):
+        assert f"| {measure} | autolrs |" in text and f"| {measure} | autolrs-paper |" in text
+
+
+def test_a_reversed_suite_on_the_same_folder_skips_what_the_other_finished(
+    tmp_path, fake_task, count_runs
+):
+    # Both suites load the folder first, as two processes started together would; the
+    # reversed one then runs everything, and the forward one, re-reading, runs nothing.
+    Suite(settings(tmp_path, methods=("cosine",)), {"fake": fake_task}).run()
+    count_runs.clear()
+    methods = ("cosine", "step", "constant", "prodigy", "schedulefree")
+    forward = Suite(settings(tmp_path, methods=methods, seeds=3), {"fake": fake_task})
+    backward = Suite(
+        settings(tmp_path, methods=methods, seeds=3, reverse=True), {"fake": fake_task}
+    )
+    backward.run()
+    ran_backward = list(count_runs)
+    count_runs.clear()
+    forward.run()  # its store was loaded before the reversed suite ran anything
+    assert count_runs == []
+    assert ran_backward and ran_backward[0][2] == 2  # last seed first

@@ -399,3 +399,120 @@ def test_the_last_stage_stretches_to_the_budget_instead_of_leaving_a_stub():
     assert [s.stage_steps for s in controller.history[:4]] == [20, 40, 80, 70]
     assert controller.history[3].trial_steps == 20
     assert controller.update_steps == 210
+
+
+def run_to_budget(controller: Controller, loss_fn: LossFn | None = None) -> list[Train]:
+    """Drive ``controller`` until its budget of update steps is spent; every Train issued."""
+    issued = [controller.start()[-1]]
+    while controller.update_steps < controller.config.total_steps:
+        pending = controller.pending
+        report = answer(pending) if loss_fn is None else answer(pending, loss_fn)
+        issued.append(controller.report(report)[-1])
+    return issued
+
+
+def test_the_cooldown_takes_the_budgets_last_share_decaying_the_last_lr_to_zero():
+    # Budget 300 with a 0.2 cooldown: searched stages of 20, 40, 80 and then 100 (stretched,
+    # as 80 would leave 20 < 40 before the cooldown), then 60 steps of cooldown, no trials.
+    config = small_config(total_steps=300, cooldown_fraction=0.2)
+    controller = Controller(config, validation=False)
+    issued = run_to_budget(controller)
+
+    assert controller.update_steps == 300
+    stages = controller.history[:5]
+    assert [s.stage_steps for s in stages] == [20, 40, 80, 100, 60]
+    assert [s.cooldown for s in stages] == [False, False, False, False, True]
+    cooldown = stages[4]
+    assert cooldown.candidates == [] and cooldown.start_update_step == 240
+    assert cooldown.chosen_lr == stages[3].chosen_lr
+    ramp = [c for c in issued if c.phase == "stage" and c.end_lr != c.lr]
+    assert len(ramp) == 1
+    assert ramp[0].steps == 60 and ramp[0].lr == stages[3].chosen_lr and ramp[0].end_lr == 0.0
+    # No trial after the searched stages: search steps are the four stages' k trials only.
+    expected_search = sum(config.num_candidates * s.trial_steps for s in stages[:4])
+    assert controller.search_steps == expected_search
+
+
+def test_a_diverging_cooldown_restarts_from_min_lr_and_then_raises():
+    config = small_config(total_steps=100, cooldown_fraction=0.2)
+    controller = Controller(config, validation=False)
+    while not (controller.history and controller.history[-1].cooldown):
+        controller.report(answer(controller.pending)) if controller.started else controller.start()
+    command = controller.pending
+    before = controller.update_steps
+
+    reply = controller.report(Report(seq=command.seq, losses=[1.0, math.nan]))
+
+    assert kinds(reply) == ["Restore", "Train"]
+    assert reply[-1].lr == config.min_lr and reply[-1].end_lr == 0.0
+    assert reply[-1].steps == command.steps and controller.update_steps == before
+    assert controller.history[-1].restarts[0].lr == command.lr
+    with pytest.raises(DivergenceError, match="cooldown"):
+        controller.report(Report(seq=reply[-1].seq, losses=[math.nan]))
+
+
+def test_the_cooldown_survives_a_state_round_trip():
+    config = small_config(total_steps=300, cooldown_fraction=0.2)
+    controller = Controller(config, validation=False)
+    while not (controller.history and controller.history[-1].cooldown):
+        controller.report(answer(controller.pending)) if controller.started else controller.start()
+    restored = Controller.from_state_dict(json.loads(json.dumps(controller.state_dict())))
+    assert restored.history[-1].cooldown and restored.pending == controller.pending
+    assert restored.report(answer(restored.pending)) == controller.report(
+        answer(controller.pending)
+    )
+
+
+def test_a_larger_lr_tolerance_picks_the_largest_lr_near_the_best():
+    plain = Controller(small_config(num_candidates=6), validation=False)
+    tolerant = Controller(
+        small_config(num_candidates=6, larger_lr_tolerance=0.5), validation=False
+    )
+    for controller in (plain, tolerant):
+        run(controller, 6)
+    base, loose = plain.history[0], tolerant.history[0]
+    assert [c.lr for c in base.candidates] == [c.lr for c in loose.candidates]
+    assert loose.chosen_lr > base.chosen_lr
+    # Reference: among the candidates, the largest whose posterior mean is within half the
+    # best's improvement over the stage's start (the highest first loss) of the best.
+    from autolrs.core.controller import stage_observations
+
+    search = tolerant._search
+    lrs = np.array([c.lr for c in loose.candidates])
+    mean, _ = search.posterior(stage_observations(loose), lrs)
+    start = max(c.losses[0] for c in loose.candidates)
+    bound = mean.min() + 0.5 * (start - mean.min())
+    assert loose.chosen_lr == max(lrs[mean <= bound])
+    assert base.chosen_lr == lrs[np.argmin(mean)]
+
+
+def test_a_search_window_keeps_later_stages_near_the_previous_choice_starting_from_it():
+    config = small_config(search_window=3.0)
+    controller = Controller(config, validation=False)
+    run(controller, 3 * (config.num_candidates + 1))
+    first, second, third = controller.history[:3]
+    assert first.search_range is None and first.anchor_lr is None
+    for previous, stage in ((first, second), (second, third)):
+        low, high = stage.search_range
+        assert low == pytest.approx(max(config.min_lr, previous.chosen_lr / 3))
+        assert high == pytest.approx(min(config.max_lr, previous.chosen_lr * 3))
+        assert stage.anchor_lr == previous.chosen_lr
+        assert stage.candidates[0].lr == previous.chosen_lr
+        assert all(low <= c.lr <= high for c in stage.candidates)
+        assert len({c.lr for c in stage.candidates}) == config.num_candidates
+    restored = Controller.from_state_dict(json.loads(json.dumps(controller.state_dict())))
+    assert restored.history[2] == third
+    assert restored.report(answer(restored.pending)) == controller.report(
+        answer(controller.pending)
+    )
+
+
+def test_when_every_windowed_candidate_diverges_the_fallback_is_min_lr():
+    config = small_config(search_window=3.0)
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates + 1)  # stage 0 searched and trained
+    assert controller.history[1].search_range[0] > config.min_lr
+    run(controller, config.num_candidates, diverge_above(0.0))
+    stage = controller.history[1]
+    assert stage.choice_reason == "all_failed"
+    assert controller.pending.phase == "stage" and controller.pending.lr == config.min_lr

@@ -562,3 +562,35 @@ def test_posterior_rejects_lrs_that_are_not_finite_and_positive(lrs: list[float]
 
     with pytest.raises(ConfigError, match="lrs must all be finite and > 0"):
         search.posterior([Observation(1e-3, 1.0)], lrs)
+
+
+@given(
+    values=st.lists(st.floats(0.5, 2.0), min_size=2, max_size=8),
+    tolerance=st.floats(0.0, 0.95),
+    start=st.floats(0.4, 3.0),
+)
+@settings(max_examples=200, deadline=None)
+def test_larger_lr_tolerance_matches_a_brute_force_pick(values, tolerance, start) -> None:
+    search = GPSearch(1e-3, 1.0)
+    lrs = np.geomspace(1e-3, 1.0, len(values))
+    observations = [Observation(lr=float(lr), value=v) for lr, v in zip(lrs, values)]
+    choice = search.choose(
+        observations, by="forecast", larger_lr_tolerance=tolerance, start_value=start
+    )
+    best = min(values)
+    if tolerance > 0 and start > best:
+        bound = best + tolerance * (start - best)
+        expected = max(i for i, v in enumerate(values) if v <= bound)
+    else:
+        expected = values.index(best)
+    assert choice.index == expected and choice.lr == observations[expected].lr
+    assert choice.predicted == values[expected]
+
+
+def test_larger_lr_tolerance_out_of_range_is_refused() -> None:
+    search = GPSearch(1e-3, 1.0)
+    observations = [Observation(lr=0.01, value=1.0), Observation(lr=0.1, value=0.9)]
+    with pytest.raises(ConfigError, match=r"larger_lr_tolerance must be in \[0, 1\), got 1.5"):
+        search.choose(observations, larger_lr_tolerance=1.5, start_value=2.0)
+    with pytest.raises(ConfigError, match="start_value must be finite"):
+        search.choose(observations, larger_lr_tolerance=0.5, start_value=math.nan)
