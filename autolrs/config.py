@@ -36,7 +36,7 @@ BUDGET_DEFAULTS: dict[str, Any] = {
     "num_candidates": 4,
     "search_window": 3.0,
     "larger_lr_tolerance": 0.5,
-    "cooldown_fraction": 0.3,
+    "cooldown_fraction": 0.4,
 }
 
 #: Fewest loss values a trial must yield for its exponential forecast (three parameters + 2).
@@ -249,7 +249,7 @@ class AutoLRSConfig:
         :meth:`paper_for_budget`'s stage lengths and validation cadence, with the search made
         cheaper and less greedy (:data:`BUDGET_DEFAULTS`): four candidates per stage, searched
         from the second stage on within a factor 3 of the previous stage's LR, the largest LR
-        within half of the best's predicted improvement chosen, and the last 30% of the budget
+        within half of the best's predicted improvement chosen, and the last 40% of the budget
         spent decaying the LR linearly to 0 with no search. The search then costs about a
         quarter of the update steps instead of about as many.
 
