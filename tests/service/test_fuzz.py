@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from autolrs import AutoLRSConfig
 from autolrs.service.wire import ERROR_STATUS
 
-pytestmark = pytest.mark.slow  # about 3200 requests in all
+pytestmark = pytest.mark.slow  # about 3000 malformed requests in all
 
 FUZZ = settings(
-    max_examples=400,
+    max_examples=600,
     deadline=None,
     derandomize=True,  # the same cases on every run
     database=None,
