@@ -272,7 +272,6 @@ class Controller:
             and total is not None
             and end <= self._update_steps < total
             and bool(self._history)
-            and not self._history[-1].cooldown
             and self._history[-1].chosen_lr is not None
         )
 
