@@ -103,9 +103,11 @@ def test_schedule_table_has_a_row_per_stage_and_dashes_for_missing_values() -> N
         CandidateRecord(1.0, 1, [1], [float("nan")], None, False, reason="non_finite"),
     ]
     running = StageRecord(1, 10, 12, 20, 2, "val")
+    cooldown = StageRecord(2, 30, 40, 10, 2, "val", chosen_lr=0.05, cooldown=True)
 
-    lines = format_schedule([finished, running]).splitlines()
+    lines = format_schedule([finished, running, cooldown]).splitlines()
 
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[2].split() == ["0", "0", "10", "train", "2", "1", "0.05", "0.5", "0.4321"]
     assert lines[3].split() == ["1", "10", "20", "val", "0", "0", "-", "-", "-"]
+    assert lines[4].split() == ["2", "30", "10", "val", "0", "0", "0.05→0", "-", "-"]

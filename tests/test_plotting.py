@@ -110,6 +110,29 @@ def test_plot_found_schedule_writes_a_png(tmp_path: Path) -> None:
     assert len(data) > 10_000
 
 
+def test_plot_found_schedule_draws_a_cooldown_as_a_decay(tmp_path: Path) -> None:
+    stage = StageRecord(0, 0, 0, 100, 10, "train", chosen_lr=0.1)
+    cooldown = StageRecord(1, 100, 140, 50, 10, "train", chosen_lr=0.1, cooldown=True)
+    drawn: list[tuple[list[float], list[float]]] = []
+    from matplotlib.axes import Axes
+
+    real_plot = Axes.plot
+
+    def spy(self, xs, ys, *args, **kwargs):
+        drawn.append((list(xs), list(ys)))
+        return real_plot(self, xs, ys, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Axes, "plot", spy)
+        path = plot_found_schedule([stage, cooldown], tmp_path / "found.png")
+
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    flat, decay = drawn
+    assert flat == ([0, 100], [0.1, 0.1])
+    assert decay[0][0] == 100 and len(decay[0]) == 49
+    assert decay[1][0] == pytest.approx(0.1) and decay[1][-1] == pytest.approx(0.1 / 49)
+
+
 def test_plot_found_schedule_rejects_history_without_chosen_lr(tmp_path: Path) -> None:
     record = StageRecord(0, 0, 0, 10, 1, "train")
 

@@ -573,7 +573,7 @@ def test_posterior_rejects_lrs_that_are_not_finite_and_positive(lrs: list[float]
 def test_larger_lr_tolerance_matches_a_brute_force_pick(values, tolerance, start) -> None:
     search = GPSearch(1e-3, 1.0)
     lrs = np.geomspace(1e-3, 1.0, len(values))
-    observations = [Observation(lr=float(lr), value=v) for lr, v in zip(lrs, values)]
+    observations = [Observation(lr=float(lr), value=v) for lr, v in zip(lrs, values, strict=True)]
     choice = search.choose(
         observations, by="forecast", larger_lr_tolerance=tolerance, start_value=start
     )

@@ -152,6 +152,30 @@ def test_replay_matches_a_run_that_kept_its_last_trial_as_progress(tmp_path):
     assert replayed_lrs(scheduler, optimizer, len(recorded)) == recorded
 
 
+def test_replay_matches_a_run_with_a_window_a_tolerance_and_a_final_cooldown(tmp_path):
+    cfg = config(
+        total_steps=200,
+        cooldown_fraction=0.25,
+        search_window=3.0,
+        larger_lr_tolerance=0.5,
+    )
+    run = Run(tmp_path, cfg)
+    recorded = run.train(update_steps=200)
+    assert len(recorded) == 200 and run.scheduler.finished
+    (cooldown,) = [stage for stage in run.scheduler.history if stage.cooldown]
+    assert cooldown.start_update_step == 150 and cooldown.stage_steps == 50
+    decay = [lrs[0] for lrs in recorded[150:]]
+    assert decay[0] == cooldown.chosen_lr and decay[-1] == 0.0
+    assert all(later < earlier for earlier, later in itertools.pairwise(decay))
+
+    for build in (
+        lambda opt: ReplaySchedule.from_autolrs(opt, run.scheduler),
+        lambda opt: ReplaySchedule.from_event_log(opt, run.log),
+    ):
+        _, optimizer = make_optimizer()
+        assert replayed_lrs(build(optimizer), optimizer, len(recorded)) == recorded
+
+
 def test_other_param_groups_keep_their_ratio_to_the_first():
     _, optimizer = make_optimizer()
     found = FoundSchedule((Segment(0, 4, 0.2, 0.2),))
