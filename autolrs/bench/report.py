@@ -252,7 +252,8 @@ def _ablations(summaries: dict[str, TaskSummary]) -> list[str]:
     lines = [
         "## Ablations: the default with one change undone",
         "",
-        "Final validation loss (median [95% interval]) and search steps per update step, on "
+        "Final validation loss (mean over seeds [95% interval]) and search steps per update "
+        "step, on "
         + ", ".join(tasks)
         + ".",
         "",
@@ -463,6 +464,9 @@ def _plot_lrs(result: SuiteResult, name: str, path: Path) -> None:
                 label=method if index == 0 else None,
             )
     axes.set_yscale("log")
+    # Schedules that decay to 0 would stretch the log axis over decades nobody reads.
+    low, high = result.tasks[name].spec.lr_range
+    axes.set_ylim(low / 100, high * 3)
     axes.legend(fontsize=7)
     figure.savefig(path)
 
