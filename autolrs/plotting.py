@@ -351,14 +351,17 @@ def _stage_training(
 def _draw_chosen_lrs(axes: Axes, spans: list[tuple[StageRecord, int, int]]) -> None:
     """Draw each stage's chosen LR over the steps that trained with it."""
     for number, (record, first, last) in enumerate(spans):
-        if record.chosen_lr is not None:
+        if record.chosen_lr is None:
+            continue
+        label = "chosen LR of the stage" if number == 0 else None
+        if record.cooldown and last > first:
+            # The decay to 0, drawn to its last step above 0 (the axis is logarithmic).
+            steps = np.arange(first, last)
+            lrs = record.chosen_lr * (1 - (steps - first) / (last - first))
+            axes.plot(steps, lrs, color=_CHOSEN_COLOR, lw=2.4, label=label)
+        else:
             axes.hlines(
-                record.chosen_lr,
-                first - 0.5,
-                last + 0.5,
-                color=_CHOSEN_COLOR,
-                lw=2.4,
-                label="chosen LR of the stage" if number == 0 else None,
+                record.chosen_lr, first - 0.5, last + 0.5, color=_CHOSEN_COLOR, lw=2.4, label=label
             )
 
 
