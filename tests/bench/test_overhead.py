@@ -18,7 +18,8 @@ def test_overheads_are_measured_side_by_side(fake_spec, make_fake_task):
 
     stages = config.stage_length(0) + config.stage_length(1)
     assert result["steps"] == loop_steps(config, cap=3 * spec.budget)
-    assert result["steps"] == spec.warmup_steps + stages + 2 * 10 * config.trial_length(100)
+    trials = 2 * config.num_candidates * config.trial_length(100)
+    assert result["steps"] == spec.warmup_steps + stages + trials
     step = result["step"]
     assert step["bare_s_per_step"] > 0
     assert step["ratio"] == pytest.approx(step["autolrs_s_per_step"] / step["bare_s_per_step"])

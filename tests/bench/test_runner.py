@@ -226,12 +226,19 @@ def test_autolrs_is_measured_on_its_committed_trajectory_only(fake_task, fake_sp
     assert extras["config"]["max_lr"] == max(fake_spec.lr_grid)
     lrs = expand_segments(record.lr_segments)
     assert len(lrs) == fake_spec.budget
-    assert all(min(fake_spec.lr_grid) <= lr <= max(fake_spec.lr_grid) for lr in lrs[4:])
+    # Searched stages stay in the range; the final cooldown decays from a chosen LR to 0.
+    (cooldown,) = [stage for stage in extras["history"] if stage["cooldown"]]
+    start = cooldown["start_update_step"]
+    assert all(min(fake_spec.lr_grid) <= lr <= max(fake_spec.lr_grid) for lr in lrs[4:start])
+    decay = lrs[start:]
+    assert decay[0] == cooldown["chosen_lr"] and decay[-1] == 0.0
+    assert all(later <= earlier for earlier, later in zip(decay, decay[1:], strict=False))
 
 
 @pytest.mark.slow
 def test_autolrs_stops_at_the_cap_of_executed_steps(fake_task, fake_spec):
-    config = resolve_method("autolrs", fake_spec, {})
+    # The paper's ten candidates of 10 steps outlast a cap of T = 80 executed steps.
+    config = resolve_method("autolrs-paper", fake_spec, {})
     record = run(fake_task, config, seed=0, settings=RunSettings(threads=1, cap_factor=1))
     assert record.stop_reason == "cap"
     assert record.total_steps == fake_spec.budget
