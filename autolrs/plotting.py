@@ -177,15 +177,9 @@ def plot_found_schedule(
         axes.plot(xs, ys, color=_CHOSEN_COLOR, lw=2.0, drawstyle="steps-post")
     for record in stages:
         if record.cooldown and record.stage_steps > 1:
-            # The linear decay to 0, drawn to its last step above 0 (the axis is logarithmic).
             lr = float(record.chosen_lr)  # type: ignore[arg-type]
-            steps = np.arange(record.stage_steps - 1)
-            axes.plot(
-                record.start_update_step + steps,
-                lr * (1 - steps / (record.stage_steps - 1)),
-                color=_CHOSEN_COLOR,
-                lw=2.0,
-            )
+            steps, lrs = _cooldown_curve(lr, record.start_update_step, record.stage_steps)
+            axes.plot(steps, lrs, color=_CHOSEN_COLOR, lw=2.0)
     axes.set_yscale("log")
     axes.set_xlabel("update step")
     axes.set_ylabel("learning rate")
@@ -348,6 +342,15 @@ def _stage_training(
     return spans
 
 
+def _cooldown_curve(lr: float, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and LRs of a cooldown: ``count`` steps from ``first`` decaying ``lr`` linearly to 0.
+
+    The last step, at LR 0, is left out: the LR axes are logarithmic.
+    """
+    offsets = np.arange(count - 1)
+    return first + offsets, lr * (1 - offsets / (count - 1))
+
+
 def _draw_chosen_lrs(axes: Axes, spans: list[tuple[StageRecord, int, int]]) -> None:
     """Draw each stage's chosen LR over the steps that trained with it."""
     for number, (record, first, last) in enumerate(spans):
@@ -355,9 +358,7 @@ def _draw_chosen_lrs(axes: Axes, spans: list[tuple[StageRecord, int, int]]) -> N
             continue
         label = "chosen LR of the stage" if number == 0 else None
         if record.cooldown and last > first:
-            # The decay to 0, drawn to its last step above 0 (the axis is logarithmic).
-            steps = np.arange(first, last)
-            lrs = record.chosen_lr * (1 - (steps - first) / (last - first))
+            steps, lrs = _cooldown_curve(record.chosen_lr, first, last - first + 1)
             axes.plot(steps, lrs, color=_CHOSEN_COLOR, lw=2.4, label=label)
         else:
             axes.hlines(

@@ -253,9 +253,7 @@ def _ablations(summaries: dict[str, TaskSummary]) -> list[str]:
         "## Ablations: the default with one change undone",
         "",
         "Final validation loss (mean over seeds [95% interval]) and search steps per update "
-        "step, on "
-        + ", ".join(tasks)
-        + ".",
+        "step, on " + ", ".join(tasks) + ".",
         "",
         "| method | undoes | " + " | ".join(f"{t} final | {t} search" for t in tasks) + " |",
         "|---|---|" + "---|---|" * len(tasks),

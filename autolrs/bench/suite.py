@@ -347,7 +347,7 @@ class Suite:
             total=pending, desc=phase, unit="run", disable=not self.settings.progress
         ) as bar:
             order = range(len(jobs) - 1, -1, -1) if self.settings.reverse else range(len(jobs))
-            by_index: dict[int, RunRecord | None] = {}
+            results: list[RunRecord | None] = [None] * len(jobs)
             for index in order:
                 job, key = jobs[index], keys[index]
                 record = self.store.get(key)
@@ -358,8 +358,7 @@ class Suite:
                     bar.set_postfix_str(f"{key.task} {key.method} lr={key.lr} seed={key.seed}")
                     record = self._run_one(job)
                     bar.update()
-                by_index[index] = record
-            results = [by_index[index] for index in range(len(jobs))]
+                results[index] = record
         return results
 
     def _run_one(self, job: _Job) -> RunRecord | None:

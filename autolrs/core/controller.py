@@ -265,12 +265,11 @@ class Controller:
 
     def _cooldown_due(self) -> bool:
         """Whether the next stage is the cooldown: the searched stages are done, it is not."""
-        end = self._search_end()
-        total = self._config.total_steps
+        end, total = self._search_end(), self._config.total_steps
+        if end is None or total is None:
+            return False
         return (
-            end is not None
-            and total is not None
-            and end <= self._update_steps < total
+            end <= self._update_steps < total
             and bool(self._history)
             and self._history[-1].chosen_lr is not None
         )
