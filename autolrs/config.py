@@ -37,6 +37,8 @@ BUDGET_DEFAULTS: dict[str, Any] = {
     "search_window": 3.0,
     "larger_lr_tolerance": 0.5,
     "cooldown_fraction": 0.4,
+    "budget_includes_search": True,
+    "restart_on_no_progress": True,
 }
 
 #: Fewest loss values a trial must yield for its exponential forecast (three parameters + 2).
@@ -90,10 +92,17 @@ class AutoLRSConfig:
             steps trained before the stage) is stopped at once and treated like a non-finite
             loss. > 1, or None to stop only on
             non-finite losses. Guards the GP against finite but exploding losses.
-        total_steps: The run's budget in update steps, when known. The stage that would leave
-            less than half of the next stage's length before the budget ends (or before the
-            cooldown) is stretched to that end instead. None: stages follow the doubling rule
-            only.
+        total_steps: The run's budget, when known: update steps, or every optimizer step when
+            ``budget_includes_search``. The stage that would leave less than half of the next
+            stage's cost before the budget ends (or before the cooldown) is stretched to that
+            end instead. None: stages follow the doubling rule only.
+        budget_includes_search: Count the search's rolled-back steps against ``total_steps``
+            too, so that the run ends after exactly ``total_steps`` optimizer steps, as a loop
+            ``for step in range(total_steps)`` or a framework's step limit expects, and the
+            search is paid for out of the budget rather than on top of it. Stages are planned
+            with their trials' cost; a stage that diverges and is trained again is shortened to
+            keep the cooldown's share. False: the budget counts update steps only and the
+            search's steps come on top.
         cooldown_fraction: Share of ``total_steps`` trained last, with no search, while the
             LR decays linearly from the last stage's LR to 0. Stage-by-stage search is greedy:
             each stage's winner is the LR that lowers the loss most within τ steps, which
@@ -106,6 +115,11 @@ class AutoLRSConfig:
             previous stage's η* (clipped to [min_lr, max_lr]), starting with η* itself: the
             best LR drifts smoothly, so a few candidates near it beat many spread over the
             whole range. > 1, or None to search the whole range in every stage.
+        restart_on_no_progress: A searched stage whose loss at its end (the stage's metric)
+            lies above the loss it started from is trained again from its snapshot with the
+            next-best candidate, as a diverged one is; once per stage, the second result
+            stands. It catches the harm a too-large LR does without exploding, such as a
+            network whose units die and stay at chance level.
     """
 
     min_lr: float
@@ -127,9 +141,11 @@ class AutoLRSConfig:
     keep_last_trial: bool = False
     divergence_factor: float | None = 10.0
     total_steps: int | None = None
+    budget_includes_search: bool = False
     cooldown_fraction: float = 0.0
     larger_lr_tolerance: float = 0.0
     search_window: float | None = None
+    restart_on_no_progress: bool = False
 
     def __post_init__(self) -> None:
         _check_positive_float("min_lr", self.min_lr)
@@ -201,6 +217,7 @@ class AutoLRSConfig:
                 )
         if self.total_steps is not None:
             _check_int("total_steps", self.total_steps, minimum=1)
+        _check_bool("budget_includes_search", self.budget_includes_search)
         _check_float("cooldown_fraction", self.cooldown_fraction)
         if not 0.0 <= self.cooldown_fraction < 1.0:
             raise ConfigError(
@@ -220,6 +237,7 @@ class AutoLRSConfig:
             _check_float("search_window", self.search_window)
             if self.search_window <= 1:
                 raise ConfigError(f"search_window must be > 1 or None, got {self.search_window!r}")
+        _check_bool("restart_on_no_progress", self.restart_on_no_progress)
         # Store plain Python numbers (a NumPy scalar passed in must not leak into JSON).
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -244,17 +262,18 @@ class AutoLRSConfig:
     def for_budget(
         cls, total_steps: int, min_lr: float, max_lr: float, **overrides: Any
     ) -> AutoLRSConfig:
-        """The library's default for a run of ``total_steps`` update steps.
+        """The library's default for a run of ``total_steps`` optimizer steps, search included.
 
         :meth:`paper_for_budget`'s stage lengths and validation cadence, with the search made
         cheaper and less greedy (:data:`BUDGET_DEFAULTS`): four candidates per stage, searched
         from the second stage on within a factor 3 of the previous stage's LR, the largest LR
         within half of the best's predicted improvement chosen, and the last 40% of the budget
-        spent decaying the LR linearly to 0 with no search. The search then costs about a
-        quarter of the update steps instead of about as many.
+        spent decaying the LR linearly to 0 with no search. The search costs about a fifth of
+        the budget (the paper's algorithm: about as many steps as it keeps), and it is paid
+        out of the budget: the run ends after ``total_steps`` optimizer steps in all.
 
         Args:
-            total_steps: T, the number of update steps the run will train. ≥ 40.
+            total_steps: T, the number of optimizer steps the run will take. ≥ 40.
             min_lr: See the class.
             max_lr: See the class.
             **overrides: Any other field, taking precedence over these values.

@@ -157,7 +157,7 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
         logging_redirect_tqdm(),
         tqdm(total=steps, unit="step", desc="update steps", disable=not progress) as bar,
     ):
-        while scheduler.update_steps < steps:
+        while not scheduler.finished:
             phase = scheduler.phase  # what this step is: "trial" or "stage"
             lr = scheduler.get_last_lr()[0]
             update_step = scheduler.update_steps

@@ -66,7 +66,7 @@ def main() -> None:
     scheduler = AutoLRS(optimizer, ddp, val_fn=val_loss, config=config)
 
     step = 0
-    while scheduler.update_steps < args.steps:
+    while not scheduler.finished:
         start = (step * 32) % x.shape[0]
         loss = nn.functional.mse_loss(ddp(x[start : start + 32]), y[start : start + 32])
         loss.backward()

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from autolrs._optional import require
-from autolrs.bench.methods import AUTOLRS_METHODS, METHODS, MethodConfig, autolrs_config
+from autolrs.bench.methods import (
+    AUTOLRS_METHODS,
+    METHODS,
+    SAME_BATCHES,
+    MethodConfig,
+    autolrs_config,
+)
 from autolrs.bench.schedules import FAMILIES, schedule_factor, warmup_factor
 from autolrs.bench.tasks.base import TaskInstance, TaskSpec
 from autolrs.errors import ConfigError
@@ -83,6 +89,11 @@ class Driver(ABC):
     def eval_cost(self) -> float:
         """The method's own validation passes so far, in optimizer-step equivalents."""
         return self._own_evaluations
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has spent its budget: ``spec.budget`` update steps."""
+        return self.update_steps >= self.spec.budget
 
     def prepare_step(self) -> float:
         """Set the LR of the step about to run; return it (first param group)."""
@@ -311,8 +322,13 @@ class AutoLRSDriver(Driver):
 
         config = self._config_with_seed
         optimizer = self.instance.make_optimizer(config.warmup_lr or config.min_lr)
+        same_batches = bool(self.config.params.get(SAME_BATCHES, False))
         self.scheduler = AutoLRS(
-            optimizer, self.instance.model, val_fn=self.instance.probe_loss, config=config
+            optimizer,
+            self.instance.model,
+            val_fn=self.instance.probe_loss,
+            config=config,
+            extra_state={"stream": self.instance.stream} if same_batches else None,
         )
         return optimizer
 
@@ -330,6 +346,11 @@ class AutoLRSDriver(Driver):
     def eval_cost(self) -> float:
         """The scheduler's probe-loss evaluations, in step equivalents."""
         return float(self.scheduler.evaluations) * self.instance.probe_cost
+
+    @property
+    def finished(self) -> bool:
+        """Whether the scheduler has spent ``spec.budget``, counted as its config says."""
+        return bool(self.scheduler.finished)
 
     def prepare_step(self) -> float:
         """The scheduler already set the LR; report it."""

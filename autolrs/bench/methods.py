@@ -31,8 +31,8 @@ Choices made where the literature leaves room (each recorded in the resolved con
   (``AutoLRSConfig.paper_for_budget``), given only what the baselines had: search range = the
   grid's [min, max], the task's warmup (ramping to the geometric mean of that range, so no
   tuned LR leaks in), and the probe loss as validation function.
-- The ablations ``autolrs-no-<idea>``: the default with one of its changes to the paper's
-  algorithm undone (:data:`ABLATIONS`), so each change's contribution is measured beside it.
+- The ablations (:data:`ABLATIONS`): the default with one of its changes to the paper's
+  algorithm undone, so each change's contribution is measured beside it.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ __all__ = [
     "METHODS",
     "AUTOLRS_METHODS",
     "ABLATIONS",
+    "SAME_BATCHES",
     "TUNED_FAMILIES",
     "MethodConfig",
     "resolve_method",
@@ -70,6 +71,9 @@ METHODS: tuple[str, ...] = (
     "plateau",
     "autolrs",
     "autolrs-paper",
+    "autolrs-update-budget",
+    "autolrs-no-same-batches",
+    "autolrs-no-progress-restart",
     "autolrs-no-cooldown",
     "autolrs-no-tolerance",
     "autolrs-no-window",
@@ -93,18 +97,37 @@ PLATEAU_FACTOR = 0.1
 PLATEAU_PATIENCE_FRACTION = 0.05
 #: Each ablation: the default's fields set back to the paper's values.
 ABLATIONS: dict[str, dict[str, Any]] = {
+    "autolrs-update-budget": {"budget_includes_search": False},
+    "autolrs-no-same-batches": {"same_batches": False},
+    "autolrs-no-progress-restart": {"restart_on_no_progress": False},
     "autolrs-no-cooldown": {"cooldown_fraction": 0.0},
     "autolrs-no-tolerance": {"larger_lr_tolerance": 0.0},
     "autolrs-no-window": {"search_window": None},
     "autolrs-no-fewer-candidates": {"num_candidates": AutoLRSConfig.num_candidates},
 }
 
+#: AutoLRSConfig fields newer than the stored results: left out of a method's params (and so
+#: of its runs' keys) at their default, so that adding them kept earlier runs valid.
+_KEYLESS_AT_DEFAULT: dict[str, Any] = {
+    "budget_includes_search": False,
+    "restart_on_no_progress": False,
+}
+
+#: A setting of the AutoLRS rows that belongs to the training loop, not to AutoLRSConfig: the
+#: task's data stream is given to the scheduler as ``extra_state``, so it is snapshotted and
+#: restored with the model and every candidate of a stage trains on the same batches (common
+#: random numbers), as a loop with a stateful data loader can do. The default rows do it; the
+#: paper's preset and ``autolrs-no-same-batches`` do not.
+SAME_BATCHES = "same_batches"
+
 #: How each AutoLRS row builds its config for a budget T.
 _AUTOLRS_PRESETS: dict[str, Callable[..., AutoLRSConfig]] = {
     "autolrs": AutoLRSConfig.for_budget,
     "autolrs-paper": AutoLRSConfig.paper_for_budget,
     **{
-        name: functools.partial(AutoLRSConfig.for_budget, **undo)
+        name: functools.partial(
+            AutoLRSConfig.for_budget, **{k: v for k, v in undo.items() if k != SAME_BATCHES}
+        )
         for name, undo in ABLATIONS.items()
     },
 }
@@ -175,12 +198,18 @@ def resolve_method(method: str, spec: TaskSpec, tuned_lrs: Mapping[str, float]) 
         return MethodConfig(method, _tuned(method, "constant", tuned_lrs), params)
     config = _autolrs_config(method, spec, seed=0).to_dict()
     del config["seed"]
+    for name, default in _KEYLESS_AT_DEFAULT.items():
+        if config[name] == default:
+            del config[name]  # read back as the default by AutoLRSConfig.from_dict
+    if method != "autolrs-paper":
+        config[SAME_BATCHES] = ABLATIONS.get(method, {}).get(SAME_BATCHES, True)
     return MethodConfig(method, None, config)
 
 
 def autolrs_config(config: MethodConfig, seed: int) -> AutoLRSConfig:
     """The AutoLRS config of one run of a resolved AutoLRS method: its params and ``seed``."""
-    return AutoLRSConfig.from_dict({**config.params, "seed": seed})
+    fields = {k: v for k, v in config.params.items() if k != SAME_BATCHES}
+    return AutoLRSConfig.from_dict({**fields, "seed": seed})
 
 
 def _tuned(method: str, family: str, tuned_lrs: Mapping[str, float]) -> float:

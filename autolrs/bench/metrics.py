@@ -118,18 +118,30 @@ class AlignedCurves:
 
     @classmethod
     def of(cls, curves: Sequence[Sequence[CurvePoint]]) -> AlignedCurves:
-        """Align ``curves`` (one per seed) on the update steps present in every one."""
+        """Align ``curves`` (one per seed) on the update steps measured in any of them.
+
+        At a step a curve did not measure, it holds its last point before that step: the
+        model it had then, and what that had cost. So a run that ended (or was measured) a few
+        update steps before another one counts with its last model, as trained, from there
+        on. Steps before some curve's first point are left out. Curves measured at the same
+        steps align point by point.
+        """
         if not curves:
             raise ConfigError("at least one curve is needed, got none")
-        by_step = [{point.update_steps: point for point in curve} for curve in curves]
-        common = sorted(set.intersection(*(set(points) for points in by_step)))
+        ordered = [sorted(curve, key=lambda point: point.update_steps) for curve in curves]
+        if any(not curve for curve in ordered):
+            steps: list[int] = []
+        else:
+            start = max(curve[0].update_steps for curve in ordered)
+            steps = sorted({p.update_steps for c in ordered for p in c if p.update_steps >= start})
+        held = [_hold_last(curve, steps) for curve in ordered]
 
         def field(read: Callable[[CurvePoint], float | None]) -> np.ndarray:
-            rows = [[read(points[step]) for step in common] for points in by_step]
-            return np.array(rows, dtype=float).reshape(len(curves), len(common))
+            rows = [[read(point) for point in points] for points in held]
+            return np.array(rows, dtype=float).reshape(len(curves), len(steps))
 
         return cls(
-            update_steps=np.array(common, dtype=float),
+            update_steps=np.array(steps, dtype=float),
             cost=field(lambda point: point.cost),
             wall_s=field(lambda point: point.wall_s),
             loss=field(lambda point: math.nan if point.val_loss is None else point.val_loss),
@@ -159,6 +171,9 @@ class AlignedCurves:
         Returns:
             Three arrays of shape ``(b,)``, ``inf`` where a mean curve never reaches.
         """
+        if self.update_steps.size == 0:  # some seed measured nothing
+            never = np.full(rows.shape[0], math.inf)
+            return never, never.copy(), never.copy()
         loss = self.loss[rows].mean(axis=1)  # (b, p); NaN if any seed's loss was NaN
         cost = self.cost[rows].mean(axis=1)
         wall = self.wall_s[rows].mean(axis=1)
@@ -277,3 +292,13 @@ def speedup(
         return np.where(np.isfinite(steps), baseline / np.maximum(steps, 1e-300), 0.0)
 
     return bootstrap(range(curves.seeds), ratio, n_boot=n_boot, seed=seed)
+
+
+def _hold_last(curve: Sequence[CurvePoint], steps: Sequence[int]) -> list[CurvePoint]:
+    """For each of ``steps`` (ascending), the last point of ``curve`` at or before it."""
+    held, index = [], 0
+    for step in steps:
+        while index + 1 < len(curve) and curve[index + 1].update_steps <= step:
+            index += 1
+        held.append(curve[index])
+    return held

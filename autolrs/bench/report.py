@@ -205,6 +205,12 @@ def _goals(summaries: dict[str, TaskSummary]) -> list[str]:
         cells = [_loss_cell(m.final if m else None, missing="—") for m in finals]
         lines.append(f"| final val | {method} | " + " | ".join(cells) + " | |")
     for method, per_task in rows.items():
+        at_t = [per_task[name] for name in names]
+        cells = [_loss_cell(m.quality_t if m else None, missing="—") for m in at_t]
+        lines.append(f"| val at cost T | {method} | " + " | ".join(cells) + " | |")
+    targets = [f"{summaries[name].baseline.target:.4g}" for name in names]
+    lines.append("| target L* | tuned baseline | " + " | ".join(targets) + " | |")
+    for method, per_task in rows.items():
         speedups = [_estimate(m.speedup_cost if m else None) for m in per_task.values()]
         met = sum(value >= COST_SPEEDUP_GOAL for value in speedups)
         lines.append(
@@ -252,11 +258,13 @@ def _ablations(summaries: dict[str, TaskSummary]) -> list[str]:
     lines = [
         "## Ablations: the default with one change undone",
         "",
-        "Final validation loss (mean over seeds [95% interval]) and search steps per update "
-        "step, on " + ", ".join(tasks) + ".",
+        "Final validation loss and validation loss at cost T (means over seeds [95% "
+        "interval]), and search steps per update step, on " + ", ".join(tasks) + ".",
         "",
-        "| method | undoes | " + " | ".join(f"{t} final | {t} search" for t in tasks) + " |",
-        "|---|---|" + "---|---|" * len(tasks),
+        "| method | undoes | "
+        + " | ".join(f"{t} final | {t} at cost T | {t} search" for t in tasks)
+        + " |",
+        "|---|---|" + "---|---|---|" * len(tasks),
     ]
     for method in methods:
         undo = ABLATIONS.get(method)
@@ -269,6 +277,7 @@ def _ablations(summaries: dict[str, TaskSummary]) -> list[str]:
         for name in tasks:
             found = _find(summaries[name], method)
             cells.append(_loss_cell(found.final if found else None, missing="—"))
+            cells.append(_loss_cell(found.quality_t if found else None, missing="—"))
             cells.append(_percent(_search_share(found)))
         lines.append(f"| {method} | {described} | " + " | ".join(cells) + " |")
     return [*lines, ""]

@@ -158,7 +158,7 @@ class _Loop:
         stop: StopReason = "budget"
         last_kept = False
         self.start = time.perf_counter()
-        while driver.update_steps < self.spec.budget:
+        while not driver.finished:
             if driver.total_steps >= self.cap:
                 stop = "cap"
                 break

@@ -82,7 +82,7 @@ class SuiteSettings:
         run: Thread count and step cap of every run.
         overheads: Measure AutoLRS's overheads per task.
         progress: Show progress bars.
-        ablation_tasks: Tasks on which the ablation methods (``autolrs-no-*``) run; they are
+        ablation_tasks: Tasks on which the ablation methods (:data:`ABLATIONS`) run; they are
             skipped on the others. None: every task.
         reverse: Run the pending runs of each phase last first. A second suite started on the
             same output folder with it shares the work with the first: before each run both

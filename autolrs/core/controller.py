@@ -150,6 +150,22 @@ class Controller:
         return self._evaluations
 
     @property
+    def budget_used(self) -> int:
+        """Steps counted against ``config.total_steps`` by reports received so far.
+
+        Every executed step when ``config.budget_includes_search``, else the update steps.
+        """
+        if self._config.budget_includes_search:
+            return self._update_steps + self._search_steps
+        return self._update_steps
+
+    @property
+    def finished(self) -> bool:
+        """Whether the budget ``config.total_steps`` is spent; never, without a budget."""
+        total = self._config.total_steps
+        return total is not None and self.budget_used >= total
+
+    @property
     def history(self) -> list[StageRecord]:
         """One record per stage begun, the current one last. Do not mutate."""
         return self._history
@@ -259,19 +275,26 @@ class Controller:
         return _make_search(self._config, *stage.search_range)
 
     def _search_end(self) -> int | None:
-        """Update step at which the searched stages end: the budget less the cooldown."""
+        """Budget used when the searched stages end: the budget less the cooldown."""
         total = self._config.total_steps
         return None if total is None else total - self._config.cooldown_steps
 
     def _cooldown_due(self) -> bool:
         """Whether the next stage is the cooldown: the searched stages are done, it is not."""
         end, total = self._search_end(), self._config.total_steps
-        if end is None or total is None:
+        used = self.budget_used
+        if end is None or total is None or not used < total:
             return False
+        if not self._history or self._history[-1].chosen_lr is None:
+            return False
+        if used >= end:
+            return True
+        # A candidate stopped early leaves a remainder that the last stage did not absorb; too
+        # small for a stage, it goes to the cooldown.
         return (
-            end <= self._update_steps < total
-            and bool(self._history)
-            and self._history[-1].chosen_lr is not None
+            self._config.budget_includes_search
+            and self._config.cooldown_fraction > 0
+            and end - used < self._smallest_stage_cost(self._stage_index + 1)
         )
 
     def _begin_cooldown(self) -> list[Command]:
@@ -279,7 +302,7 @@ class Controller:
         assert previous.chosen_lr is not None and self._config.total_steps is not None
         self._stage_index += 1
         index = self._stage_index
-        steps = self._config.total_steps - self._update_steps
+        steps = self._config.total_steps - self.budget_used
         stage = StageRecord(
             index=index,
             start_update_step=self._update_steps,
@@ -313,14 +336,27 @@ class Controller:
 
     def _stretch_to_budget(self, index: int, nominal: int) -> int:
         """τ of stage ``index``: stretched to the search's end rather than leave a stub after."""
-        total = self._search_end()
-        if total is None:
+        end = self._search_end()
+        if end is None:
             return nominal
-        remaining = total - self._update_steps
-        after = remaining - nominal
-        if 0 < remaining and after < self._config.stage_length(index + 1) / 2:
-            return max(remaining, self._config.trial_length(nominal))
+        trial = self._config.trial_length(nominal)
+        search = self._trials_cost(trial)
+        remaining = end - self.budget_used
+        after = remaining - nominal - search
+        if 0 < remaining and after < self._smallest_stage_cost(index + 1):
+            return max(remaining - search, trial)
         return nominal
+
+    def _smallest_stage_cost(self, index: int) -> float:
+        """Least budget worth a stage ``index``: its trials and half its nominal length."""
+        nominal = self._config.stage_length(index)
+        return nominal / 2 + self._trials_cost(self._config.trial_length(nominal))
+
+    def _trials_cost(self, trial_steps: int) -> int:
+        """Budget the candidates of a stage with trials of ``trial_steps`` steps use up."""
+        if not self._config.budget_includes_search:
+            return 0
+        return self._config.num_candidates * trial_steps
 
     def _abort_threshold(self, stage: StageRecord) -> float | None:
         """Training loss above which a command of ``stage`` counts as diverged."""
@@ -500,13 +536,16 @@ class Controller:
         if len(losses) < command.steps:
             return self._restart_stage(stage, command, losses)
 
-        self._update_steps += len(losses)
-        self._recent_loss = tail_max(losses, stage.trial_steps)
         if stage.metric == "val":
             reached = val_losses[-1] if val_losses else math.nan
         else:
             reached = tail_mean(losses, stage.trial_steps)
             reached = math.nan if reached is None else reached
+        if self._lost_ground(stage, reached):
+            return self._restart_stage(stage, command, losses, reason="no_progress")
+
+        self._update_steps += len(losses)
+        self._recent_loss = tail_max(losses, stage.trial_steps)
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
             "stage %d done at update step %d: %s loss %.5g (predicted %s)",
@@ -518,17 +557,31 @@ class Controller:
         )
         return self._begin_stage()
 
+    def _lost_ground(self, stage: StageRecord, reached: float) -> bool:
+        """Whether a searched stage ended above the loss it started from, the first time.
+
+        Such a stage did harm that no later stage is sure to undo (a network whose units
+        died at too large an LR stays at chance level), so it is trained again from its
+        snapshot with the next-best LR, once: the second result stands either way.
+        """
+        if stage.cooldown or stage.choice_reason or not self._config.restart_on_no_progress:
+            return False
+        if any(restart.reason == "no_progress" for restart in stage.restarts):
+            return False
+        start = stage_start_value(stage)
+        return start is not None and math.isfinite(reached) and reached > start
+
     def _restart_stage(
-        self, stage: StageRecord, command: Train, losses: list[float]
+        self, stage: StageRecord, command: Train, losses: list[float], reason: str = ""
     ) -> list[Command]:
-        """Stage training diverged: roll back to the snapshot and use the next-best LR."""
+        """Stage training diverged or lost ground: roll back to the snapshot, next-best LR."""
         self._search_steps += len(losses)
         if stage.kept_trial_steps:
             # The kept trial's steps are rolled back with the rest: they were search after all.
             self._update_steps -= stage.kept_trial_steps
             self._search_steps += stage.kept_trial_steps
             stage.kept_trial_steps = 0
-        reason = divergence(command, losses, losses) or "diverged"
+        reason = reason or divergence(command, losses, losses) or "diverged"
         stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
         if stage.cooldown and stage.choice_reason != "all_failed":
             logger.warning(
@@ -543,6 +596,10 @@ class Controller:
             )
             stage.chosen_lr = self._config.min_lr
             stage.choice_reason = "all_failed"
+            total = self._config.total_steps
+            assert total is not None  # a cooldown needs a budget
+            # What the diverged steps used of the budget is gone; the cooldown gets the rest.
+            stage.stage_steps = max(1, total - self.budget_used)
             return [Restore(), self._cooldown_train(stage, self._config.min_lr)]
         if stage.choice_reason == "all_failed":
             raise DivergenceError(
@@ -552,16 +609,23 @@ class Controller:
                 "model or data produce non-finite losses at any LR in the search range"
             )
         logger.warning(
-            "stage %d: training at lr=%.4g diverged after %d steps (%s, loss %.4g); restoring "
+            "stage %d: training at lr=%.4g %s after %d steps (%s, loss %.4g); restoring "
             "the stage snapshot and choosing again",
             stage.index,
             command.lr,
+            "ended above its starting loss" if reason == "no_progress" else "diverged",
             len(losses),
             reason,
             losses[-1],
         )
         stage.chosen_lr = None
         stage.chosen_forecast = None
+        end = self._search_end()
+        if self._config.budget_includes_search and end is not None:
+            # The diverged steps came out of the budget: shorten the stage to keep the rest.
+            stage.stage_steps = max(
+                stage.trial_steps, min(stage.stage_steps, end - self.budget_used)
+            )
         return self._choose(stage)
 
     # -- helpers -----------------------------------------------------------------------------

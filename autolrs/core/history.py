@@ -73,7 +73,11 @@ class CandidateRecord:
 
 @dataclass
 class StageRestart:
-    """Stage training at ``lr`` diverged after ``steps`` steps and was restarted."""
+    """Stage training at ``lr`` failed after ``steps`` steps and was restarted.
+
+    ``reason`` says how: a divergence (``"nonfinite"``, ``"diverged"``...) or
+    ``"no_progress"`` (the stage ended above the loss it started from).
+    """
 
     lr: float
     steps: int

@@ -61,13 +61,32 @@ def check_val_batches(val_batches: object) -> int:
     return int(val_batches)
 
 
-def warn_if_step_cap_too_low(cap: int, total_steps: int | None, setting: str) -> None:
+def warn_if_step_cap_too_low(
+    cap: int, total_steps: int | None, setting: str, config: AutoLRSConfig
+) -> None:
     """Warn when the framework's own step limit will likely end the run before the budget.
 
-    The framework counts every optimizer step, search steps included, and a run costs about
-    twice its update steps (the k candidates of a stage train k·τ' = τ steps in all).
+    The framework counts every optimizer step, search steps included. A budget that counts
+    them too (``config.budget_includes_search``) needs a limit of ``total_steps``; one of update
+    steps only costs up to about twice as many (the paper's k candidates of a stage train
+    k·τ' = τ steps in all).
     """
-    if total_steps is None or cap <= 0 or cap >= 2 * total_steps:
+    if total_steps is None or cap <= 0:
+        return
+    if config.budget_includes_search and config.total_steps == total_steps:
+        if cap < total_steps:
+            logger.warning(
+                "%s=%d will stop training before the budget total_steps=%d (every optimizer "
+                "step, search included) is spent, in the middle of the search or the "
+                "cooldown; set %s to %d (or leave it unlimited)",
+                setting,
+                cap,
+                total_steps,
+                setting,
+                total_steps,
+            )
+        return
+    if cap >= 2 * total_steps:
         return
     logger.warning(
         "%s=%d counts every optimizer step, candidate trials included, and will likely stop "

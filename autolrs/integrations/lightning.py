@@ -59,11 +59,13 @@ class AutoLRSCallback(pl.Callback):
     """Searches the LR schedule while ``trainer.fit`` trains, as AutoLRS (Jin et al., 2021).
 
     **Budget.** Lightning's ``global_step`` and ``max_steps`` count every optimizer step,
-    including the candidate trials that are rolled back, which cost about as many steps as the
-    search keeps. ``total_steps`` counts only kept (update) steps: when it is given, the callback
-    sets ``trainer.should_stop`` once :attr:`AutoLRS.update_steps` reaches it. Leave
-    ``max_steps`` unlimited (or above ``3 * total_steps``) and ``max_epochs`` large enough; the
-    first limit reached ends the run.
+    including the candidate trials that are rolled back. When it is given, the callback sets
+    ``trainer.should_stop`` once :attr:`AutoLRS.budget_used` reaches ``total_steps``: with the
+    default config (:meth:`AutoLRSConfig.for_budget`) the budget counts every optimizer step
+    too, so ``max_steps=total_steps`` is the same limit. A ``config`` whose budget counts update
+    steps only (``budget_includes_search=False``, the paper's) takes up to about twice as many
+    optimizer steps: leave ``max_steps`` unlimited (or above ``3 * total_steps``) then. Either
+    way ``max_epochs`` must be large enough; the first limit reached ends the run.
 
     **Validation loss.** Once stages reach their longest length (τ_max) candidates are judged by
     the validation loss, measured on a fixed slice: the first ``val_batches`` mini-batches of the
@@ -179,7 +181,7 @@ class AutoLRSCallback(pl.Callback):
                 f"Trainer(accumulate_grad_batches={trainer.accumulate_grad_batches}); use 1 and "
                 "a larger batch instead"
             )
-        warn_if_step_cap_too_low(trainer.max_steps, self.total_steps, "max_steps")
+        warn_if_step_cap_too_low(trainer.max_steps, self.total_steps, "max_steps", self.config)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Build the scheduler on the optimizer, after Lightning restored any checkpoint."""
@@ -260,7 +262,7 @@ class AutoLRSCallback(pl.Callback):
 
         if (
             self.total_steps is not None
-            and scheduler.update_steps >= self.total_steps
+            and scheduler.budget_used >= self.total_steps
             and not trainer.should_stop
         ):
             logger.info(

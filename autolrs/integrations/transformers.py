@@ -115,11 +115,14 @@ class AutoLRSCallback(transformers.TrainerCallback):
     the reasons in this module's docstring.
 
     **Budget.** The Trainer's ``global_step`` and ``max_steps`` count every optimizer step,
-    including the candidate trials that are rolled back, which cost about as many steps as the
-    search keeps. ``total_steps`` counts kept (update) steps only: when it is given, training
-    stops (``control.should_training_stop``) once :attr:`AutoLRS.update_steps` reaches it. Set
-    ``max_steps`` to at least ``3 * total_steps``, or leave it at -1 with enough
-    ``num_train_epochs``; the first limit reached ends the run.
+    including the candidate trials that are rolled back. When it is given, training stops
+    (``control.should_training_stop``) once :attr:`AutoLRS.budget_used` reaches
+    ``total_steps``: with the default config (:meth:`AutoLRSConfig.for_budget`) the budget
+    counts every optimizer step too, so ``max_steps=total_steps`` is the same limit. A
+    ``config`` whose budget counts update steps only (``budget_includes_search=False``, the
+    paper's) takes up to about twice as many optimizer steps: set ``max_steps`` to at least
+    ``3 * total_steps`` then, or leave it at -1 with enough ``num_train_epochs``. The first
+    limit reached ends the run.
 
     **Validation loss.** Once stages reach their longest length (τ_max) candidates are judged by
     the validation loss on a fixed slice: the first ``val_batches`` batches of the Trainer's
@@ -229,7 +232,9 @@ class AutoLRSCallback(transformers.TrainerCallback):
                 "AutoLRSCallback does not support DeepSpeed or FSDP: their sharded model and "
                 "optimizer state cannot be snapshotted and restored by AutoLRS"
             )
-        warn_if_step_cap_too_low(trainer.args.max_steps, self.total_steps, "max_steps")
+        warn_if_step_cap_too_low(
+            trainer.args.max_steps, self.total_steps, "max_steps", self.config
+        )
 
         self._trainer = trainer
         self.lr_scheduler = HeldLRScheduler(trainer)
@@ -323,7 +328,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
         if self.log_metrics:
             for metrics in self._decisions.drain():
                 self._trainer.log(metrics)
-        if self.total_steps is not None and scheduler.update_steps >= self.total_steps:
+        if self.total_steps is not None and scheduler.budget_used >= self.total_steps:
             if not control.should_training_stop:
                 logger.info(
                     "AutoLRS budget reached: %d update steps (plus %d search steps); stopping",

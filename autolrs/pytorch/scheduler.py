@@ -61,12 +61,13 @@ class AutoLRS:
 
     Call :meth:`step` once after every ``optimizer.step()`` with that step's loss. Between two
     calls, :meth:`step` may restore the model and optimizer from a snapshot and change the LR;
-    the training loop just keeps going. Budgets are best counted in :attr:`update_steps`, the
-    steps whose progress is kept::
+    the training loop just keeps going. Given ``total_steps``, the run takes that many optimizer
+    steps, the search's rolled-back ones included, and :attr:`finished` turns true after the
+    last::
 
         scheduler = AutoLRS(optimizer, model, min_lr=1e-3, max_lr=1e-1, val_fn=evaluate,
                             total_steps=20_000)
-        while scheduler.update_steps < 20_000:
+        for _ in range(20_000):
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
@@ -87,8 +88,9 @@ class AutoLRS:
             under ``torch.no_grad()``. Without it the training loss is forecast throughout.
         config: The algorithm's constants. Default: :meth:`AutoLRSConfig.for_budget` when
             ``total_steps`` is given, else the paper's constants.
-        total_steps: Update steps the run will train; scales the stage lengths (see
-            :meth:`AutoLRSConfig.for_budget`). Not allowed together with ``config``.
+        total_steps: Optimizer steps the run will take, search included; scales the stage
+            lengths (see :meth:`AutoLRSConfig.for_budget`). Not allowed together with
+            ``config``.
         snapshot: ``"memory"`` (a CPU copy) or ``"disk"``. None (default): ``"disk"`` when
             ``snapshot_dir`` is given, else ``"memory"``. A memory snapshot that would not fit
             in the available host memory is refused with :class:`SnapshotError`.
@@ -244,8 +246,12 @@ class AutoLRS:
             if self._listeners:
                 self._emit_outcome(command, report)
             if self._budget_spent():
-                # No snapshot for a stage that would begin after the end of training.
-                self._unfinished, self._unfinished_at = commands, self._optimizer_steps
+                # Training ends here. A budget spent on a trial leaves that candidate's
+                # weights in the model: the restore puts the run's own back. No snapshot for
+                # a stage that would begin after the end.
+                restores = 1 if isinstance(commands[0], Restore) else 0
+                self._execute(commands[:restores])
+                self._unfinished, self._unfinished_at = commands[restores:], self._optimizer_steps
                 return
             self._execute(commands)
         elif command.lr != command.end_lr:  # only a ramp changes the LR inside a command
@@ -319,8 +325,19 @@ class AutoLRS:
 
     @property
     def finished(self) -> bool:
-        """True once ``config.total_steps`` update steps are done; ``step()`` then refuses."""
+        """True once the budget ``config.total_steps`` is spent; ``step()`` then refuses.
+
+        The budget counts every optimizer step when ``config.budget_includes_search`` (the
+        default for a known budget), else update steps only (see :attr:`budget_used`).
+        """
         return self._budget_spent()
+
+    @property
+    def budget_used(self) -> int:
+        """Steps counted against ``config.total_steps``: all of them, or update steps only."""
+        if self._config.budget_includes_search:
+            return self.total_steps
+        return self.update_steps
 
     @property
     def evaluations(self) -> int:
@@ -481,12 +498,13 @@ class AutoLRS:
 
     def _budget_spent(self) -> bool:
         budget = self._config.total_steps
-        return budget is not None and self.update_steps >= budget
+        return budget is not None and self.budget_used >= budget
 
     def _check_not_ended(self) -> None:
         if self._budget_spent():
+            counted = "optimizer" if self._config.budget_includes_search else "update"
             raise AutoLRSError(
-                f"training ended after {self.update_steps} update steps (the budget "
+                f"training ended after {self.budget_used} {counted} steps (the budget "
                 f"config.total_steps={self._config.total_steps} is spent); step() was called "
                 "again. Stop the loop once scheduler.finished is true"
             )

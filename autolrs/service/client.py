@@ -272,6 +272,19 @@ class RemoteController:
         return 0 if self._core is None else int(self._core["evaluations"])
 
     @property
+    def budget_used(self) -> int:
+        """Steps counted against ``config.total_steps`` by reports received so far."""
+        if self._config.budget_includes_search:
+            return self.update_steps + self.search_steps
+        return self.update_steps
+
+    @property
+    def finished(self) -> bool:
+        """Whether the budget ``config.total_steps`` is spent; never, without a budget."""
+        total = self._config.total_steps
+        return total is not None and self.budget_used >= total
+
+    @property
     def history(self) -> list[StageRecord]:
         """One record per stage begun, the current one last. Do not mutate."""
         return self._history

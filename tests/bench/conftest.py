@@ -47,6 +47,12 @@ class FakeInstance(TaskInstance):
         index = torch.randint(0, 512, (16,), generator=self._generator)
         return self._x[index], self._y[index]
 
+    def stream_state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state()}
+
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+
     def loss(self, batch: Any) -> torch.Tensor:
         x, y = batch
         return torch.nn.functional.mse_loss(self.model(x), y)

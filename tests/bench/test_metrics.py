@@ -73,12 +73,45 @@ def test_quality_at_is_the_last_point_within_the_budget():
 
 def test_aligned_curves_average_losses_and_costs_on_shared_steps():
     first = curve([10, 20, 30], [20, 40, 60], [1.0, 0.6, 0.5])
-    second = curve([10, 20, 30, 40], [30, 60, 90, 120], [1.0, 0.4, 0.5, 0.3])
+    second = curve([10, 20, 30], [30, 60, 90], [1.0, 0.4, 0.5])
     aligned = AlignedCurves.of([first, second])
     np.testing.assert_array_equal(aligned.update_steps, [10, 20, 30])
     reach = aligned.reach(0.5, cap=300)
     # Mean losses 1.0, 0.5, 0.5: reached at update step 20, mean cost (40 + 60) / 2.
     assert (reach.update_steps, reach.cost) == (20, 50)
+
+
+def held_reference(curves, step):
+    """Brute force: each curve's last point at or before ``step``."""
+    return [
+        max((p for p in c if p.update_steps <= step), key=lambda p: p.update_steps) for c in curves
+    ]
+
+
+def test_a_curve_holds_its_last_point_at_steps_only_another_one_measured():
+    # Runs whose budget counts their search end at different update steps (here 30 and 27,
+    # both at cost 90); one also measured at a step the other did not.
+    first = curve([10, 20, 30], [30, 60, 90], [1.0, 0.6, 0.5])
+    second = curve([10, 15, 20, 27], [35, 50, 65, 90], [0.9, 0.7, 0.5, 0.3])
+    aligned = AlignedCurves.of([first, second])
+    steps = [10, 15, 20, 27, 30]
+    np.testing.assert_array_equal(aligned.update_steps, steps)
+    for column, step in enumerate(steps):
+        held = held_reference([first, second], step)
+        np.testing.assert_allclose(aligned.loss[:, column], [p.val_loss for p in held])
+        np.testing.assert_allclose(aligned.cost[:, column], [p.cost for p in held])
+    # Mean losses 0.95, 0.85, 0.55, 0.45, 0.4: 0.45 first at step 27, mean cost (60 + 90) / 2.
+    reach = aligned.reach(0.45, cap=300)
+    assert (reach.update_steps, reach.cost) == (27, 75)
+    # At step 30 both runs are done: the mean of their final losses, at their final costs.
+    assert aligned.reach(0.4, cap=300).cost == 90
+
+
+def test_steps_before_some_curve_began_are_left_out_and_an_empty_curve_never_reaches():
+    late = curve([20, 30], [20, 30], [0.5, 0.4])
+    early = curve([10, 20, 30], [10, 20, 30], [0.6, 0.5, 0.4])
+    np.testing.assert_array_equal(AlignedCurves.of([late, early]).update_steps, [20, 30])
+    assert not AlignedCurves.of([early, []]).reach(10.0, cap=100).reached
 
 
 def test_a_diverged_seed_keeps_the_mean_curve_from_reaching():

@@ -516,3 +516,162 @@ def test_when_every_windowed_candidate_diverges_the_fallback_is_min_lr():
     stage = controller.history[1]
     assert stage.choice_reason == "all_failed"
     assert controller.pending.phase == "stage" and controller.pending.lr == config.min_lr
+
+
+def run_until_finished(controller: Controller, loss_fn: LossFn | None = None) -> list[Train]:
+    """Drive ``controller`` until :attr:`Controller.finished`; every Train carried out."""
+    carried = []
+    pending = controller.start()[-1]
+    while not controller.finished:
+        carried.append(pending)
+        report = answer(pending) if loss_fn is None else answer(pending, loss_fn)
+        pending = controller.report(report)[-1]
+    return carried
+
+
+@pytest.mark.parametrize("total", [300, 457, 1000])
+@pytest.mark.parametrize("cooldown", [0.0, 0.2])
+def test_a_budget_that_includes_the_search_ends_after_exactly_that_many_steps(total, cooldown):
+    config = small_config(
+        total_steps=total, cooldown_fraction=cooldown, budget_includes_search=True
+    )
+    controller = Controller(config, validation=False)
+    carried = run_until_finished(controller)
+
+    assert sum(command.steps for command in carried) == total
+    assert controller.update_steps + controller.search_steps == total == controller.budget_used
+    stages = [s for s in controller.history if s.final_loss is not None]
+    if cooldown:
+        # The cooldown is the last command: no search, its share of the whole budget.
+        assert stages[-1].cooldown and stages[-1].candidates == []
+        assert carried[-1].end_lr == 0.0 and carried[-1].steps == round(total * cooldown)
+    searched = [s for s in stages if not s.cooldown]
+    # Each searched stage paid for its trials out of the budget, as planned.
+    planned = sum(s.stage_steps + len(s.candidates) * s.trial_steps for s in searched)
+    assert planned == total - (stages[-1].stage_steps if cooldown else 0)
+
+
+def test_with_the_search_in_the_budget_a_trial_stopped_early_leaves_its_steps_to_the_cooldown():
+    def explodes_at_large_lr(command: Train) -> list[float]:
+        curve = bowl_curve(command.lr, command.steps)
+        if command.phase == "trial" and command.lr > 0.3:
+            return curve[:2] + [math.inf]  # three steps, then divergence
+        return curve
+
+    config = small_config(total_steps=300, cooldown_fraction=0.2, budget_includes_search=True)
+    controller = Controller(config, validation=False)
+    carried = run_until_finished(controller, explodes_at_large_lr)
+
+    cut_short = [c for s in controller.history for c in s.candidates if c.steps < s.trial_steps]
+    assert cut_short, "the test needs a trial stopped early"
+    executed = sum(c.steps for s in controller.history for c in s.candidates) + sum(
+        s.stage_steps for s in controller.history if s.final_loss is not None
+    )
+    assert executed == 300 == controller.budget_used
+    last = [s for s in controller.history if s.final_loss is not None][-1]
+    assert last.cooldown
+    assert last.stage_steps >= round(300 * 0.2)  # the cooldown got what the stops saved
+    assert carried[-1].end_lr == 0.0
+
+
+def test_without_the_search_in_the_budget_it_counts_update_steps_only():
+    config = small_config(total_steps=300, cooldown_fraction=0.2)
+    controller = Controller(config, validation=False)
+    run_until_finished(controller)
+    assert controller.update_steps == 300 == controller.budget_used
+    assert controller.search_steps > 0
+
+
+@pytest.mark.parametrize("which", ["first", "last searched"])
+def test_a_diverged_stage_keeps_the_budget_exact_when_it_includes_the_search(which):
+    config = small_config(total_steps=400, cooldown_fraction=0.2, budget_includes_search=True)
+    search_end = 400 - config.cooldown_steps
+    controller = Controller(config, validation=False)
+    executed = 0
+    pending = controller.start()[-1]
+
+    def is_target(command: Train) -> bool:
+        if command.phase != "stage" or controller.history[-1].cooldown:
+            return False
+        return which == "first" or controller.budget_used + command.steps == search_end
+
+    while not is_target(pending):
+        executed += pending.steps
+        pending = controller.report(answer(pending))[-1]
+    stage = controller.history[-1]
+    reply = controller.report(Report(seq=pending.seq, losses=[1.0] * 5 + [math.nan]))
+    executed += 6
+    assert kinds(reply) == ["Restore", "Train"] and stage.restarts[0].steps == 6
+    if which == "last searched":  # shortened by the lost steps, so the cooldown keeps its share
+        assert reply[-1].steps == stage.stage_steps == pending.steps - 6
+    pending = reply[-1]
+    while not controller.finished:
+        executed += pending.steps
+        pending = controller.report(answer(pending))[-1]
+    assert executed == 400 == controller.budget_used
+    assert controller.history[-2].cooldown or controller.history[-1].cooldown
+
+
+def test_a_stage_that_ends_above_its_start_is_trained_again_with_the_next_best_lr():
+    config = small_config(restart_on_no_progress=True)
+    controller = Controller(config, validation=False)
+    controller.start()
+    while controller.phase != "stage":
+        controller.report(answer(controller.pending))
+    first = controller.pending
+    start = max(c.losses[0] for c in controller.history[0].candidates)
+
+    reply = controller.report(Report(seq=first.seq, losses=[start + 0.5] * first.steps))
+
+    stage = controller.history[0]
+    assert kinds(reply) == ["Restore", "Train"] and reply[-1].phase == "stage"
+    assert stage.restarts[0].reason == "no_progress" and stage.restarts[0].lr == first.lr
+    assert reply[-1].lr != first.lr
+    assert (
+        controller.update_steps == 0
+        and controller.search_steps == sum(c.steps for c in stage.candidates) + first.steps
+    )
+    # Reference: the next-best is the pick among the candidates with the first one failed.
+    others = [c for c in stage.candidates if c.lr != first.lr]
+    assert reply[-1].lr in {c.lr for c in others}
+
+    # The second time the result stands, even if it is no better.
+    second = reply[-1]
+    reply = controller.report(Report(seq=second.seq, losses=[start + 0.5] * second.steps))
+    assert controller.update_steps == second.steps
+    assert stage.final_loss == pytest.approx(start + 0.5)
+    assert reply[-1].phase == "trial" and controller.stage_index == 1
+
+
+def test_a_stage_that_makes_progress_or_the_rule_switched_off_is_never_trained_again():
+    for config, losses_above in (
+        (small_config(restart_on_no_progress=True), False),
+        (small_config(), True),
+    ):
+        controller = Controller(config, validation=False)
+        controller.start()
+        while controller.phase != "stage":
+            controller.report(answer(controller.pending))
+        command = controller.pending
+        start = max(c.losses[0] for c in controller.history[0].candidates)
+        value = start + 0.5 if losses_above else start - 0.1
+        controller.report(Report(seq=command.seq, losses=[value] * command.steps))
+        assert controller.history[0].restarts == []
+        assert controller.update_steps == command.steps
+
+
+def test_a_stage_judged_by_the_validation_loss_is_compared_with_its_validation_start():
+    config = small_config(restart_on_no_progress=True, stage_steps=80, max_stage_steps=80)
+    controller = Controller(config, validation=True)
+    controller.start()
+    while controller.phase != "stage":
+        controller.report(answer(controller.pending))
+    command = controller.pending
+    stage = controller.history[0]
+    assert stage.metric == "val"
+    start = max(c.losses[0] for c in stage.candidates)  # the first validation losses
+    # Training losses fall, but the validation loss measured at the end is above the start.
+    losses = [0.1] * command.steps
+    reply = controller.report(Report(seq=command.seq, losses=losses, val_losses=[start + 0.2]))
+    assert stage.restarts and stage.restarts[0].reason == "no_progress"
+    assert kinds(reply) == ["Restore", "Train"]

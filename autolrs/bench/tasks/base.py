@@ -209,6 +209,23 @@ class TaskInstance(ABC):
         """The next training batch of a seeded, infinite stream (reshuffled every epoch)."""
 
     @abstractmethod
+    def stream_state_dict(self) -> dict[str, Any]:
+        """Where the training stream stands: :meth:`load_stream_state_dict` replays from here."""
+
+    @abstractmethod
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the stream back where :meth:`stream_state_dict` found it."""
+
+    @property
+    def stream(self) -> DataStream:
+        """The training stream as an object with ``state_dict``/``load_state_dict``.
+
+        Given to AutoLRS as ``extra_state``, it is snapshotted and restored with the model, so
+        that every candidate of a stage trains on the same batches.
+        """
+        return DataStream(self)
+
+    @abstractmethod
     def loss(self, batch: Any) -> torch.Tensor:
         """Mean training loss of ``batch``: a 0-dim tensor with a graph to backpropagate."""
 
@@ -227,6 +244,21 @@ class TaskInstance(ABC):
         Same mode handling as :meth:`val_loss`; the subset never changes, so two calls on the
         same weights return the same value.
         """
+
+
+class DataStream:
+    """A task instance's training stream as a stateful object (``TaskInstance.stream``)."""
+
+    def __init__(self, instance: TaskInstance) -> None:
+        self.instance = instance
+
+    def state_dict(self) -> dict[str, Any]:
+        """The instance's :meth:`TaskInstance.stream_state_dict`."""
+        return self.instance.stream_state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The instance's :meth:`TaskInstance.load_stream_state_dict`."""
+        self.instance.load_stream_state_dict(state)
 
 
 class Task(ABC):

@@ -39,6 +39,7 @@ and 20 steps.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -222,6 +223,22 @@ class CharLMInstance(TaskInstance):
             self._phase = int(torch.randint(_CONTEXT, (1,), generator=self._phase_generator))
             self._phase_epoch = self._order.epoch
         return _windows(self._train, self._phase + index * _CONTEXT)
+
+    def stream_state_dict(self) -> dict[str, Any]:
+        """The window order's state and the epoch's window offset."""
+        return {
+            "order": self._order.state_dict(),
+            "phase_generator": self._phase_generator.get_state(),
+            "phase": self._phase,
+            "phase_epoch": self._phase_epoch,
+        }
+
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        """Set the window order and offset back to ``state``."""
+        self._order.load_state_dict(state["order"])
+        self._phase_generator.set_state(state["phase_generator"])
+        self._phase = int(state["phase"])
+        self._phase_epoch = int(state["phase_epoch"])
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Mean next-byte cross-entropy over every position of the batch, nats per byte."""

@@ -12,7 +12,7 @@ import math
 import numbers
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -123,6 +123,22 @@ class EpochBatches:
         start = self._position * self.batch_size
         self._position += 1
         return self._order[start : start + self.batch_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands: the generator, the epoch's permutation and the position."""
+        return {
+            "generator": self._generator.get_state(),
+            "order": self._order.clone(),
+            "position": self._position,
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rewind (or advance) the stream to a :meth:`state_dict`: the same batches follow."""
+        self._generator.set_state(state["generator"])
+        self._order = state["order"].clone()
+        self._position = int(state["position"])
+        self.epoch = int(state["epoch"])
 
 
 @contextlib.contextmanager

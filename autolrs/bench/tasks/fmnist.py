@@ -17,6 +17,8 @@ and validate on the first 1,024 validation images.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -175,6 +177,14 @@ class ClassificationInstance(TaskInstance):
         """``(images, labels)``: float32 ``(B, 1, 28, 28)`` and int64 ``(B,)``."""
         index = self._order.next()
         return self._train[0][index], self._train[1][index]
+
+    def stream_state_dict(self) -> dict[str, Any]:
+        """The batch order's state."""
+        return {"order": self._order.state_dict()}
+
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        """Set the batch order back to ``state``."""
+        self._order.load_state_dict(state["order"])
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy of the batch, in nats."""

@@ -33,6 +33,8 @@ for T/2 reaches only 1.10, far above 0.81, so T meets the horizon rule of docs/b
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from autolrs.bench.tasks.base import Task, TaskInstance, TaskSpec
@@ -115,6 +117,14 @@ class NQMInstance(TaskInstance):
     def next_batch(self) -> torch.Tensor:
         """ξ ~ N(0, I), shape ``(d,)``: the stream has no epochs, every draw is fresh."""
         return torch.randn(self.dimension, generator=self._noise)
+
+    def stream_state_dict(self) -> dict[str, Any]:
+        """The noise generator's state."""
+        return {"noise": self._noise.get_state()}
+
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        """Set the noise generator back to ``state``."""
+        self._noise.set_state(state["noise"])
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """ℓ(θ; ξ) for ``batch`` = ξ."""

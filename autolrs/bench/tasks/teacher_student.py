@@ -35,6 +35,7 @@ is 4,096 / 64 = 64 batch forwards, ``val_cost`` = 64 / 3 ≈ 21 steps; the probe
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +162,14 @@ class TeacherStudentInstance(TaskInstance):
         with torch.no_grad():
             targets = self._teacher(inputs) + _NOISE_STD * noise
         return inputs, targets
+
+    def stream_state_dict(self) -> dict[str, Any]:
+        """The data generator's state."""
+        return {"data": self._data.get_state()}
+
+    def load_stream_state_dict(self, state: dict[str, Any]) -> None:
+        """Set the data generator back to ``state``."""
+        self._data.set_state(state["data"])
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Mean squared error against the noisy targets (includes the noise floor σ² = 0.25)."""
