@@ -209,7 +209,8 @@ def test_evaluation_time_is_kept_apart_from_the_run(fake_task, monkeypatch, fake
 
 @pytest.mark.slow
 def test_autolrs_is_measured_on_its_committed_trajectory_only(fake_task, fake_spec):
-    config = resolve_method("autolrs", fake_spec, {})
+    # With the search on top of the budget, so that the budget's 80 steps are all kept.
+    config = resolve_method("autolrs-update-budget", fake_spec, {})
     record = run(fake_task, config, seed=0, settings=RunSettings(threads=1))
 
     assert record.stop_reason == "budget"
@@ -246,3 +247,35 @@ def test_autolrs_stops_at_the_cap_of_executed_steps(fake_task, fake_spec):
     # reached update step 10 many times over, but none of them is committed progress.
     assert record.update_steps == fake_spec.warmup_steps
     assert record.curve == []
+
+
+@pytest.mark.parametrize(
+    ("method", "same"), [("autolrs", True), ("autolrs-no-same-batches", False)]
+)
+def test_the_candidates_of_a_stage_train_on_the_same_batches_unless_undone(
+    fake_task, fake_spec, method, same
+):
+    config = resolve_method(method, fake_spec, TUNED)
+    assert config.params.get("same_batches", False) is same
+    record = run(fake_task, config, seed=0, settings=SETTINGS)
+
+    stages = [s for s in record.extras["history"] if len(s["candidates"]) > 1]
+    assert stages
+    for stage in stages:
+        # From one snapshot, the first step's loss depends only on the batch, not on the LR.
+        firsts = {round(c["losses"][0], 12) for c in stage["candidates"] if c["losses"]}
+        assert (len(firsts) == 1) is same, firsts
+
+
+def test_the_paper_preset_draws_fresh_batches_for_every_candidate(fake_spec):
+    assert "same_batches" not in resolve_method("autolrs-paper", fake_spec, TUNED).params
+
+
+def test_a_budget_that_counts_the_search_ends_the_run_at_that_many_steps(fake_task, fake_spec):
+    config = resolve_method("autolrs", fake_spec, TUNED)
+    record = run(fake_task, config, seed=0, settings=SETTINGS)
+    assert record.stop_reason == "budget"
+    assert record.total_steps == fake_spec.budget > record.update_steps
+    assert record.curve[-1].total_steps == fake_spec.budget
+    old = run(fake_task, resolve_method("autolrs-update-budget", fake_spec, TUNED), 0, SETTINGS)
+    assert old.update_steps == fake_spec.budget < old.total_steps

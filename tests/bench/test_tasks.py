@@ -631,3 +631,42 @@ def test_fashion_mnist_stream_reshuffles_every_epoch(name: str) -> None:
 
     assert torch.equal(torch.sort(epochs[0]).values, torch.sort(epochs[1]).values)
     assert not torch.equal(epochs[0], epochs[1])
+
+
+# -- the training stream's state ---------------------------------------------------------------
+
+
+def _flat(batch: object) -> torch.Tensor:
+    parts = batch if isinstance(batch, tuple) else (batch,)
+    return torch.cat([part.reshape(-1).to(torch.float64) for part in parts])
+
+
+@pytest.mark.parametrize("name", ALL_TASKS)
+def test_the_stream_replays_the_same_batches_from_a_saved_state(name: str) -> None:
+    instance = get_task(name, "smoke").build(0)
+    instance.next_batch()
+    state = instance.stream.state_dict()
+    first = [_flat(instance.next_batch()) for _ in range(4)]
+    onward = _flat(instance.next_batch())
+
+    instance.stream.load_state_dict(state)
+    again = [_flat(instance.next_batch()) for _ in range(4)]
+
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], first[1]) and not torch.equal(onward, first[-1])
+    # The saved state is a copy: drawing on did not change it.
+    instance.stream.load_state_dict(state)
+    assert torch.equal(_flat(instance.next_batch()), first[0])
+
+
+def test_epoch_batches_replay_across_an_epoch_boundary() -> None:
+    stream = EpochBatches(10, 4, derive_generator(0, "test"))  # two batches an epoch
+    stream.next()
+    state = stream.state_dict()
+    drawn = [stream.next() for _ in range(5)]  # into the fourth epoch
+    epoch = stream.epoch
+
+    stream.load_state_dict(state)
+    assert stream.epoch == 1
+    assert all(torch.equal(a, stream.next()) for a in drawn)
+    assert stream.epoch == epoch
