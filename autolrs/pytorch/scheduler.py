@@ -228,6 +228,13 @@ class AutoLRS:
         index = self._done
         self._losses.append(value)
         self._done += 1
+        if self._done < command.steps and self._budget_spent():
+            # A budget that counts the search can end inside a command. Inside a trial, the
+            # model holds a candidate's weights: the restore puts the run's own back.
+            if command.phase == "trial":
+                self._restore()
+                self._emit("restore")
+            return
         stop = command.should_abort(value)
         if not stop and command.evaluates_after(index):
             val = self._evaluate()

@@ -74,15 +74,27 @@ def test_total_steps_and_val_batches_accept_their_valid_values():
         check_val_batches(1.5)
 
 
-def test_a_step_cap_below_twice_the_budget_is_warned_about(caplog):
+def test_a_step_cap_below_twice_an_update_budget_is_warned_about(caplog):
+    update_budget = AutoLRSConfig(min_lr=1e-3, max_lr=0.1)
     with caplog.at_level("WARNING", logger="autolrs.integrations._common"):
-        warn_if_step_cap_too_low(-1, 100, "max_steps")  # unlimited
-        warn_if_step_cap_too_low(250, 100, "max_steps")
-        warn_if_step_cap_too_low(500, None, "max_steps")
+        warn_if_step_cap_too_low(-1, 100, "max_steps", update_budget)  # unlimited
+        warn_if_step_cap_too_low(250, 100, "max_steps", update_budget)
+        warn_if_step_cap_too_low(500, None, "max_steps", update_budget)
         assert caplog.text == ""
-        warn_if_step_cap_too_low(150, 100, "max_steps")
+        warn_if_step_cap_too_low(150, 100, "max_steps", update_budget)
     assert "max_steps=150" in caplog.text
     assert "at least 300" in caplog.text
+
+
+def test_a_budget_that_counts_the_search_needs_a_cap_of_the_budget_only(caplog):
+    counting = AutoLRSConfig.for_budget(100, 1e-3, 0.1)
+    assert counting.budget_includes_search
+    with caplog.at_level("WARNING", logger="autolrs.integrations._common"):
+        warn_if_step_cap_too_low(100, 100, "max_steps", counting)
+        warn_if_step_cap_too_low(-1, 100, "max_steps", counting)
+        assert caplog.text == ""
+        warn_if_step_cap_too_low(99, 100, "max_steps", counting)
+    assert "max_steps=99" in caplog.text and "set max_steps to 100" in caplog.text
 
 
 def test_decisions_become_prefixed_metrics_once():

@@ -347,3 +347,18 @@ def test_ddp_on_two_cpu_processes_gives_every_rank_the_same_history(tmp_path):
     assert [stage["metric"] for stage in history[:2]] == ["train", "val"]
     assert all(s["final_loss"] is not None and math.isfinite(s["final_loss"]) for s in history[:2])
     assert all(1e-3 <= s["chosen_lr"] <= 0.5 for s in history if s["chosen_lr"] is not None)
+
+
+def test_with_the_default_config_the_budget_is_lightnings_max_steps(caplog):
+    # total_steps and no config: AutoLRSConfig.for_budget, whose budget counts every
+    # optimizer step, the search's too; max_steps=total_steps is then the same limit.
+    callback = AutoLRSCallback(1e-3, 0.5, total_steps=80, val_batches=2)
+    assert callback.config.budget_includes_search
+    with caplog.at_level("WARNING", logger="autolrs.integrations._common"):
+        trainer = fit(callback, trainer=dict(max_steps=80))
+    assert "max_steps" not in caplog.text
+    scheduler = callback.scheduler
+    assert scheduler.finished and trainer.global_step == 80 == scheduler.total_steps
+    assert 0 < scheduler.search_steps and scheduler.update_steps < 80
+    assert scheduler.history[-1].cooldown or scheduler.history[-2].cooldown
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0)

@@ -252,3 +252,18 @@ def test_resume_argument_resolves_like_the_trainer(tmp_path):
     for step in (5, 40):
         (tmp_path / f"checkpoint-{step}").mkdir()
     assert _checkpoint_folder(True, str(tmp_path)) == tmp_path / "checkpoint-40"
+
+
+def test_with_the_default_config_the_budget_is_the_trainers_max_steps(tmp_path, caplog):
+    # total_steps and no config: AutoLRSConfig.for_budget, whose budget counts every
+    # optimizer step, the search's too; max_steps=total_steps is then the same limit.
+    trainer = make_trainer(tmp_path, max_steps=80)
+    autolrs = AutoLRSCallback(MIN_LR, MAX_LR, total_steps=80, val_batches=2).attach(trainer)
+    assert autolrs.config.budget_includes_search
+    with caplog.at_level("WARNING", logger="autolrs.integrations._common"):
+        trainer.train()
+    assert "max_steps" not in caplog.text
+    scheduler = autolrs.scheduler
+    assert scheduler.finished and trainer.state.global_step == 80 == scheduler.total_steps
+    assert 0 < scheduler.search_steps and scheduler.update_steps < 80
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0)

@@ -407,3 +407,39 @@ def test_importing_the_core_does_not_import_torch():
         "autolrs.core.search; assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def test_a_budget_that_counts_the_search_ends_a_for_loop_of_that_many_steps():
+    task = Regression()
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    config = small_config(total_steps=150, cooldown_fraction=0.2, budget_includes_search=True)
+    scheduler = AutoLRS(optimizer, task.model, val_fn=task.val_loss, config=config)
+    for step in range(150):
+        assert not scheduler.finished
+        scheduler.step(task.train_step(optimizer, step))
+    assert scheduler.finished and scheduler.total_steps == 150 == scheduler.budget_used
+    assert scheduler.update_steps < 150 and scheduler.get_last_lr()[0] == pytest.approx(0.0)
+    with pytest.raises(AutoLRSError, match="150 optimizer steps"):
+        scheduler.step(task.train_step(optimizer, 150))
+
+
+@pytest.mark.parametrize("total", [14, 16])  # inside the second trial, at its last step
+def test_a_budget_spent_on_a_trial_leaves_the_runs_own_weights_in_the_model(total):
+    # Trials of 8 steps: a budget of 14 or 16 runs out in the second candidate's trial, before
+    # any stage training; the model must end as the snapshot left it, not as the trial did.
+    task = Regression()
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    before = _weights(task.model)
+    config = small_config(total_steps=total, budget_includes_search=True)
+    scheduler = AutoLRS(optimizer, task.model, config=config)
+    step = 0
+    while not scheduler.finished:
+        scheduler.step(task.train_step(optimizer, step))
+        step += 1
+    assert step == total and scheduler.update_steps == 0
+    after = _weights(task.model)
+    assert all(torch.equal(before[key], after[key]) for key in before)
