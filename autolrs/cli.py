@@ -21,9 +21,9 @@ from autolrs import __version__
 
 __all__ = ["main", "build_parser"]
 
-# The demo's defaults. 30000 update steps give stages of 750 steps doubling to 3750, the last
-# seven judged by validation loss; with the search the run executes about 63000 steps, about a
-# minute on one core. One thread, because a network this small only loses time to
+# The demo's defaults. 30000 optimizer steps, the search's included, give stages of 750 steps
+# doubling to 3750, the last ones judged by validation loss, and a final 40% cooldown; well
+# under a minute on one core. One thread, because a network this small only loses time to
 # synchronisation with more (and badly so when other processes compete for the cores).
 DEMO_STEPS = 30000
 DEMO_SEED = 0
@@ -99,7 +99,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--steps",
         type=_int_at_least(40),
         default=DEMO_STEPS,
-        help=f"update steps to train, search excluded; >= 40 (default: {DEMO_STEPS})",
+        help=f"optimizer steps to train, search included; >= 40 (default: {DEMO_STEPS})",
     )
     parser.add_argument(
         "--seed",

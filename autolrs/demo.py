@@ -83,7 +83,7 @@ def run(*, steps: int, seed: int, out: Path, threads: int, quiet: bool) -> int:
     """Train, print the schedule found, write the results into ``out``; return the exit status.
 
     Args:
-        steps: Update steps to train (search excluded). ≥ 40.
+        steps: Optimizer steps to train, the search's included. ≥ 40.
         seed: Seeds the weights, the mini-batch order and the search.
         out: Directory for ``schedule.png``, ``history.json`` and ``steps.csv``.
         threads: CPU threads PyTorch may use.
@@ -113,7 +113,7 @@ def run(*, steps: int, seed: int, out: Path, threads: int, quiet: bool) -> int:
 
 
 def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
-    """Train the MLP for ``steps`` update steps with AutoLRS and record everything it did."""
+    """Train the MLP for ``steps`` optimizer steps with AutoLRS and record everything it did."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     x_train, y_train, x_val, y_val = load_data()
@@ -136,13 +136,13 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
         val_points.append(ValPoint(len(records), loss))
         return loss
 
-    # τ₀ = steps/40 (at least 100) doubling to τ_max = steps/8: about ten stages, the last ones
-    # judged by the validation loss. Search steps come on top of `steps`, about as many again.
+    # τ₀ = steps/40 (at least 100) doubling to τ_max = steps/8, the last stages judged by the
+    # validation loss, then a cooldown; the search is paid for out of `steps`.
     config = AutoLRSConfig.for_budget(steps, min_lr=MIN_LR, max_lr=MAX_LR, seed=seed)
     scheduler = AutoLRS(optimizer, model, val_fn=evaluate, config=config)
     logger.info(
-        "training %d update steps with LRs in [%g, %g]: stages of %d steps doubling to %d, "
-        "%d candidates each",
+        "training %d steps, search included, with LRs in [%g, %g]: stages of %d steps "
+        "doubling to %d, %d candidates each",
         steps,
         MIN_LR,
         MAX_LR,
@@ -155,7 +155,7 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
     started = time.perf_counter()
     with (
         logging_redirect_tqdm(),
-        tqdm(total=steps, unit="step", desc="update steps", disable=not progress) as bar,
+        tqdm(total=steps, unit="step", desc="steps", disable=not progress) as bar,
     ):
         while not scheduler.finished:
             phase = scheduler.phase  # what this step is: "trial" or "stage"
@@ -171,7 +171,7 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
             # May restore the model and optimizer from the stage snapshot and change the LR.
             scheduler.step(loss)
 
-            bar.update(scheduler.update_steps - update_step)
+            bar.update(1)
             if len(records) % 20 == 0:  # a refresh per step would slow the loop down
                 bar.set_postfix(
                     stage=scheduler.stage, phase=phase, lr=f"{lr:.3g}", loss=f"{loss.item():.3f}"
@@ -185,7 +185,7 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
         val_accuracy = (logits.argmax(dim=1) == y_val).float().mean().item()
     # When the budget runs out, the scheduler has already begun the next stage's search (a
     # snapshot, no step yet): leave that stage out.
-    history = [record for record in scheduler.history if record.start_update_step < steps]
+    history = [record for record in scheduler.history if record.candidates or record.cooldown]
     return DemoRun(
         config=config,
         history=history,

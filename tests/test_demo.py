@@ -30,8 +30,8 @@ def test_short_demo_writes_a_schedule_that_trains_the_network(
 ) -> None:
     out = tmp_path / "demo"
 
-    # 2400 update steps: τ grows from 100 to τ_max = 300, whose 30-step trials give 6
-    # validation points, enough for candidates to be judged on validation.
+    # 2400 steps, search included: τ grows from 100 to τ_max = 300, whose 30-step trials give
+    # 6 validation points, enough for candidates to be judged on validation; then a cooldown.
     status = main(["demo", "--steps", "2400", "--seed", "0", "--out", str(out), "--quiet"])
 
     printed = capsys.readouterr().out
@@ -43,11 +43,11 @@ def test_short_demo_writes_a_schedule_that_trains_the_network(
     summary = json.loads((out / "history.json").read_text())
     stages = [StageRecord.from_dict(s) for s in summary["stages"]]
     config = summary["config"]
-    assert summary["update_steps"] == 2400
-    assert len(stages) >= 3
+    assert summary["update_steps"] + summary["search_steps"] == 2400
+    assert len(stages) >= 3 and stages[-1].cooldown and not stages[-2].cooldown
     # The stage length doubles up to τ_max, after which candidates are judged on validation.
     assert stages[0].metric == "train"
-    assert stages[-1].metric == "val"
+    assert stages[-2].metric == "val"
     chosen = [s.chosen_lr for s in stages]
     assert all(config["min_lr"] <= lr <= config["max_lr"] for lr in chosen)
 
@@ -78,9 +78,9 @@ def test_readme_example_runs() -> None:
     exec(compile(code, str(README), "exec"), namespace)
 
     scheduler = namespace["scheduler"]
-    assert scheduler.update_steps == 400
-    assert scheduler.search_steps > 0
-    assert len(scheduler.history) >= 3
+    assert scheduler.finished and scheduler.total_steps == 400
+    assert 0 < scheduler.search_steps < scheduler.update_steps
+    assert any(stage.cooldown for stage in scheduler.history)
 
 
 def test_data_split_is_fixed_and_standardised() -> None:
