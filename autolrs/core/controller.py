@@ -52,6 +52,19 @@ logger = logging.getLogger(__name__)
 #: Version of the layout of :meth:`Controller.state_dict`; bumped on incompatible changes.
 STATE_VERSION = 1
 
+#: Share of a stage's starting loss by which its final loss must exceed it to count as lost
+#: ground (``restart_on_no_progress``): a stage at its noise floor does not.
+NO_PROGRESS_MARGIN = 0.1
+
+#: Standard errors by which the mean of a stage's last training losses must exceed the mean of
+#: its first ones to count as lost ground.
+NO_PROGRESS_Z = 3.0
+
+#: Training losses of the first trial that set the first stage's reference loss when no
+#: warmup precedes it: their largest, as one mini-batch's loss alone may be far below the
+#: others (and a divergence threshold ten times it too tight).
+FIRST_REFERENCE_LOSSES = 5
+
 
 class Controller:
     """Decides every LR of an AutoLRS run, one report at a time.
@@ -384,8 +397,9 @@ class Controller:
         stage = self._history[-1]
         self._search_steps += len(losses)
         self._evaluations += len(val_losses)
-        if stage.reference_loss is None and math.isfinite(losses[0]):
-            stage.reference_loss = losses[0]
+        if stage.reference_loss is None:
+            first = [x for x in losses[:FIRST_REFERENCE_LOSSES] if math.isfinite(x)]
+            stage.reference_loss = max(first) if first else None
         stage.candidates.append(self._judge(stage, command, losses, val_losses))
 
         if len(stage.candidates) < self._config.num_candidates:
@@ -541,7 +555,7 @@ class Controller:
         else:
             reached = tail_mean(losses, stage.trial_steps)
             reached = math.nan if reached is None else reached
-        if self._lost_ground(stage, reached):
+        if self._lost_ground(stage, reached, losses):
             return self._restart_stage(stage, command, losses, reason="no_progress")
 
         self._update_steps += len(losses)
@@ -557,19 +571,37 @@ class Controller:
         )
         return self._begin_stage()
 
-    def _lost_ground(self, stage: StageRecord, reached: float) -> bool:
-        """Whether a searched stage ended above the loss it started from, the first time.
+    def _lost_ground(self, stage: StageRecord, reached: float, losses: list[float]) -> bool:
+        """Whether a searched stage ended clearly above where it started, the first time.
 
         Such a stage did harm that no later stage is sure to undo (a network whose units
         died at too large an LR stays at chance level), so it is trained again from its
         snapshot with the next-best LR, once: the second result stands either way.
+
+        By the validation loss (measured on a fixed subset, so without mini-batch noise), the
+        loss at the end is compared with the highest first validation loss of the candidates.
+        By the training loss, the mean of the stage's last τ' losses with the mean of its
+        first τ', and the difference must also exceed :data:`NO_PROGRESS_Z` standard errors:
+        with noisy mini-batch losses two such means differ by chance. Either way it must
+        exceed :data:`NO_PROGRESS_MARGIN` of the start.
         """
         if stage.cooldown or stage.choice_reason or not self._config.restart_on_no_progress:
             return False
         if any(restart.reason == "no_progress" for restart in stage.restarts):
             return False
-        start = stage_start_value(stage)
-        return start is not None and math.isfinite(reached) and reached > start
+        noise = 0.0
+        if stage.metric == "train":
+            count = min(stage.trial_steps, len(losses) // 2)
+            if count < 2:
+                return False
+            first, last = np.asarray(losses[:count]), np.asarray(losses[-count:])
+            start: float | None = float(first.mean())
+            noise = NO_PROGRESS_Z * math.sqrt((first.var(ddof=1) + last.var(ddof=1)) / count)
+        else:
+            start = stage_start_value(stage)
+        if start is None or not (math.isfinite(start) and math.isfinite(reached)):
+            return False
+        return reached - start > max(NO_PROGRESS_MARGIN * abs(start), noise)
 
     def _restart_stage(
         self, stage: StageRecord, command: Train, losses: list[float], reason: str = ""

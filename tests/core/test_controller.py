@@ -612,66 +612,109 @@ def test_a_diverged_stage_keeps_the_budget_exact_when_it_includes_the_search(whi
     assert controller.history[-2].cooldown or controller.history[-1].cooldown
 
 
-def test_a_stage_that_ends_above_its_start_is_trained_again_with_the_next_best_lr():
-    config = small_config(restart_on_no_progress=True)
-    controller = Controller(config, validation=False)
+def to_first_stage(config: AutoLRSConfig, validation: bool = False) -> Controller:
+    controller = Controller(config, validation=validation)
     controller.start()
     while controller.phase != "stage":
         controller.report(answer(controller.pending))
-    first = controller.pending
-    start = max(c.losses[0] for c in controller.history[0].candidates)
+    return controller
 
-    reply = controller.report(Report(seq=first.seq, losses=[start + 0.5] * first.steps))
 
+def rising(steps: int, trial: int, start: float, end: float) -> list[float]:
+    """``trial`` losses at ``start``, a straight climb, ``trial`` losses at ``end``."""
+    middle = list(np.linspace(start, end, steps - 2 * trial))
+    return [start] * trial + middle + [end] * trial
+
+
+def test_a_stage_that_ends_above_its_start_is_trained_again_with_the_next_best_lr():
+    controller = to_first_stage(small_config(restart_on_no_progress=True))
     stage = controller.history[0]
+    first = controller.pending
+    trial = stage.trial_steps
+
+    # The mean of the last τ' losses is 20% above the mean of the first τ'.
+    reply = controller.report(Report(seq=first.seq, losses=rising(first.steps, trial, 1.0, 1.2)))
+
     assert kinds(reply) == ["Restore", "Train"] and reply[-1].phase == "stage"
     assert stage.restarts[0].reason == "no_progress" and stage.restarts[0].lr == first.lr
-    assert reply[-1].lr != first.lr
-    assert (
-        controller.update_steps == 0
-        and controller.search_steps == sum(c.steps for c in stage.candidates) + first.steps
+    assert controller.update_steps == 0
+    assert controller.search_steps == sum(c.steps for c in stage.candidates) + first.steps
+    # Reference: the pick among the candidates once the first choice counts as failed.
+    from autolrs.core.controller import stage_observations, stage_start_value
+
+    expected = controller._search.choose(
+        stage_observations(stage),
+        by=controller.config.choose_by,
+        larger_lr_tolerance=controller.config.larger_lr_tolerance,
+        start_value=stage_start_value(stage),
     )
-    # Reference: the next-best is the pick among the candidates with the first one failed.
-    others = [c for c in stage.candidates if c.lr != first.lr]
-    assert reply[-1].lr in {c.lr for c in others}
+    assert reply[-1].lr == expected.lr != first.lr
 
     # The second time the result stands, even if it is no better.
     second = reply[-1]
-    reply = controller.report(Report(seq=second.seq, losses=[start + 0.5] * second.steps))
+    reply = controller.report(Report(seq=second.seq, losses=rising(second.steps, trial, 1.0, 1.2)))
     assert controller.update_steps == second.steps
-    assert stage.final_loss == pytest.approx(start + 0.5)
+    assert stage.final_loss == pytest.approx(1.2)
     assert reply[-1].phase == "trial" and controller.stage_index == 1
 
 
-def test_a_stage_that_makes_progress_or_the_rule_switched_off_is_never_trained_again():
-    for config, losses_above in (
-        (small_config(restart_on_no_progress=True), False),
-        (small_config(), True),
-    ):
-        controller = Controller(config, validation=False)
-        controller.start()
-        while controller.phase != "stage":
-            controller.report(answer(controller.pending))
-        command = controller.pending
-        start = max(c.losses[0] for c in controller.history[0].candidates)
-        value = start + 0.5 if losses_above else start - 0.1
-        controller.report(Report(seq=command.seq, losses=[value] * command.steps))
-        assert controller.history[0].restarts == []
-        assert controller.update_steps == command.steps
+@pytest.mark.parametrize(
+    ("rule", "end"),
+    [(True, 0.8), (True, 1.05), (False, 1.5)],
+    ids=["progress", "within the margin", "rule off"],
+)
+def test_a_stage_is_not_trained_again_unless_it_clearly_lost_ground_and_the_rule_is_on(rule, end):
+    config = small_config(restart_on_no_progress=True) if rule else small_config()
+    controller = to_first_stage(config)
+    command = controller.pending
+    trial = controller.history[0].trial_steps
+    controller.report(Report(seq=command.seq, losses=rising(command.steps, trial, 1.0, end)))
+    assert controller.history[0].restarts == []
+    assert controller.update_steps == command.steps
 
 
 def test_a_stage_judged_by_the_validation_loss_is_compared_with_its_validation_start():
     config = small_config(restart_on_no_progress=True, stage_steps=80, max_stage_steps=80)
-    controller = Controller(config, validation=True)
-    controller.start()
-    while controller.phase != "stage":
-        controller.report(answer(controller.pending))
+    controller = to_first_stage(config, validation=True)
     command = controller.pending
     stage = controller.history[0]
     assert stage.metric == "val"
     start = max(c.losses[0] for c in stage.candidates)  # the first validation losses
-    # Training losses fall, but the validation loss measured at the end is above the start.
-    losses = [0.1] * command.steps
-    reply = controller.report(Report(seq=command.seq, losses=losses, val_losses=[start + 0.2]))
+    # Training losses fall, but the validation loss measured at the end is far above the start.
+    reply = controller.report(
+        Report(seq=command.seq, losses=[0.1] * command.steps, val_losses=[1.5 * start])
+    )
     assert stage.restarts and stage.restarts[0].reason == "no_progress"
     assert kinds(reply) == ["Restore", "Train"]
+
+
+def test_without_warmup_the_first_stages_reference_is_the_largest_of_the_first_losses():
+    def first_losses_vary(command: Train) -> list[float]:
+        return [0.5, 2.0, 1.5, 1.0, 0.9, 0.1] + [0.05] * (command.steps - 6)
+
+    controller = Controller(small_config(stage_steps=24, trial_fraction=0.25), validation=False)
+    command = controller.start()[-1]
+    controller.report(answer(command, first_losses_vary))
+    stage = controller.history[0]
+    assert stage.reference_loss == 2.0  # not 0.5, the very first one; not the later 0.1s
+    assert controller.pending.abort_above == pytest.approx(
+        2.0 * controller.config.divergence_factor
+    )
+
+
+def test_noisy_training_losses_must_rise_by_more_than_their_standard_error():
+    # Means 1.0 then 1.3 (30% up), but single losses scatter by ±2: by chance alone, as a
+    # noisy quadratic with one sample per step gives. The same climb without noise restarts.
+    rng = np.random.default_rng(0)
+
+    def outcome(scatter: float) -> list:
+        controller = to_first_stage(small_config(restart_on_no_progress=True))
+        command = controller.pending
+        trial = controller.history[0].trial_steps
+        losses = np.array(rising(command.steps, trial, 1.0, 1.3))
+        noise = rng.choice([-scatter, scatter], size=command.steps)
+        controller.report(Report(seq=command.seq, losses=list(losses + noise)))
+        return controller.history[0].restarts
+
+    assert outcome(2.0) == []
+    assert [restart.reason for restart in outcome(0.01)] == ["no_progress"]
