@@ -17,6 +17,19 @@ SETUPS = [
     ({}, True),
     ({"warmup_steps": 6, "warmup_lr": 0.05}, True),
     ({"keep_last_trial": True, "first_candidate": "center", "choose_by": "forecast"}, False),
+    # The default for a budget: search window, tolerance, restarts, a cooldown, and a budget
+    # that counts the search, spent within the reports below.
+    (
+        {
+            "total_steps": 150,
+            "budget_includes_search": True,
+            "cooldown_fraction": 0.3,
+            "restart_on_no_progress": True,
+            "search_window": 3.0,
+            "larger_lr_tolerance": 0.5,
+        },
+        True,
+    ),
 ]
 
 
@@ -28,16 +41,26 @@ def test_remote_job_issues_the_same_commands_and_history_as_in_process(
     local = Controller(config, validation=validation)
     remote = RemoteController(service.url, config, validation=validation)
 
-    # Three stages' worth of reports, through stage changes and diverged candidates.
-    expected = helpers.drive(local, 13)
-    got = helpers.drive(remote, 13)
+    # Three stages' worth of reports, through stage changes and diverged candidates; with a
+    # budget, exactly as many as spend it.
+    reports = 13
+    if config.total_steps is not None:
+        probe, trainee = Controller(config, validation=validation), helpers.Trainee()
+        commands, reports = probe.start(), 0
+        while not probe.finished:
+            commands = probe.report(trainee.execute(commands))
+            reports += 1
+    expected = helpers.drive(local, reports)
+    got = helpers.drive(remote, reports)
+    assert local.finished == (config.total_steps is not None)
 
     assert got == expected
     assert helpers.canonical(remote.state_dict()) == helpers.canonical(local.state_dict())
     history = helpers.canonical({"h": [s.to_dict() for s in remote.history]})
     assert history == helpers.canonical({"h": [s.to_dict() for s in local.history]})
     for name in ("started", "phase", "stage_index", "update_steps", "search_steps",
-                 "evaluations", "metric", "validation", "config"):  # fmt: skip
+                 "evaluations", "budget_used", "finished", "metric", "validation",
+                 "config"):  # fmt: skip
         assert getattr(remote, name) == getattr(local, name), name
     assert remote.pending == local.pending
     assert remote.last_reply == local.last_reply
