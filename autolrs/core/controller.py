@@ -45,7 +45,7 @@ from autolrs.core.reports import divergence, tail_max, tail_mean, validate_repor
 from autolrs.core.search import Choice, GPSearch, Observation
 from autolrs.errors import ConfigError, DivergenceError, ProtocolError
 
-__all__ = ["Controller", "STATE_VERSION", "stage_observations"]
+__all__ = ["Controller", "STATE_VERSION", "budget_spent", "budget_used", "stage_observations"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,15 +168,12 @@ class Controller:
 
         Every executed step when ``config.budget_includes_search``, else the update steps.
         """
-        if self._config.budget_includes_search:
-            return self._update_steps + self._search_steps
-        return self._update_steps
+        return budget_used(self._config, self._update_steps, self._search_steps)
 
     @property
     def finished(self) -> bool:
         """Whether the budget ``config.total_steps`` is spent; never, without a budget."""
-        total = self._config.total_steps
-        return total is not None and self.budget_used >= total
+        return budget_spent(self._config, self.budget_used)
 
     @property
     def history(self) -> list[StageRecord]:
@@ -740,6 +737,16 @@ class Controller:
                 raise ConfigError("state's last_reply must end with a train command")
             controller._pending = last
         return controller
+
+
+def budget_used(config: AutoLRSConfig, update_steps: int, search_steps: int) -> int:
+    """Steps that count against ``config.total_steps``: all, or the update steps only."""
+    return update_steps + search_steps if config.budget_includes_search else update_steps
+
+
+def budget_spent(config: AutoLRSConfig, used: int) -> bool:
+    """Whether ``used`` steps (see :func:`budget_used`) spend ``config.total_steps``."""
+    return config.total_steps is not None and used >= config.total_steps
 
 
 def _make_search(

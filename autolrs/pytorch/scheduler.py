@@ -27,7 +27,7 @@ from autolrs.core.commands import (
     Train,
     command_from_dict,
 )
-from autolrs.core.controller import Controller
+from autolrs.core.controller import Controller, budget_spent, budget_used
 from autolrs.core.history import StageRecord
 from autolrs.errors import (
     AutoLRSError,
@@ -342,9 +342,7 @@ class AutoLRS:
     @property
     def budget_used(self) -> int:
         """Steps counted against ``config.total_steps``: all of them, or update steps only."""
-        if self._config.budget_includes_search:
-            return self.total_steps
-        return self.update_steps
+        return budget_used(self._config, self.update_steps, self.search_steps)
 
     @property
     def evaluations(self) -> int:
@@ -504,8 +502,7 @@ class AutoLRS:
             )
 
     def _budget_spent(self) -> bool:
-        budget = self._config.total_steps
-        return budget is not None and self.budget_used >= budget
+        return budget_spent(self._config, self.budget_used)
 
     def _check_not_ended(self) -> None:
         if self._budget_spent():

@@ -29,7 +29,7 @@ from typing import Any
 from autolrs import __version__
 from autolrs.config import AutoLRSConfig
 from autolrs.core.commands import Command, Phase, Report, Train, command_from_dict
-from autolrs.core.controller import Controller
+from autolrs.core.controller import Controller, budget_spent, budget_used
 from autolrs.core.history import Metric, StageRecord
 from autolrs.errors import AutoLRSError, ConfigError, DivergenceError, ProtocolError
 from autolrs.service import wire
@@ -274,15 +274,12 @@ class RemoteController:
     @property
     def budget_used(self) -> int:
         """Steps counted against ``config.total_steps`` by reports received so far."""
-        if self._config.budget_includes_search:
-            return self.update_steps + self.search_steps
-        return self.update_steps
+        return budget_used(self._config, self.update_steps, self.search_steps)
 
     @property
     def finished(self) -> bool:
         """Whether the budget ``config.total_steps`` is spent; never, without a budget."""
-        total = self._config.total_steps
-        return total is not None and self.budget_used >= total
+        return budget_spent(self._config, self.budget_used)
 
     @property
     def history(self) -> list[StageRecord]:
