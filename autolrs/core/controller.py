@@ -109,6 +109,8 @@ class Controller:
         # reference. The largest, not the mean, so that one noisy mini-batch is not taken for
         # divergence.
         self._recent_loss: float | None = None
+        # Mean of those last losses and its standard error: where the next stage starts from.
+        self._recent_mean: tuple[float, float] | None = None
 
     # -- read-only views ---------------------------------------------------------------------
 
@@ -241,6 +243,7 @@ class Controller:
             )
         self._update_steps += len(losses)
         self._recent_loss = tail_max(losses, max(1, len(losses) // 10))
+        self._recent_mean = mean_and_error(losses[-max(1, len(losses) // 10) :])
         return self._begin_stage()
 
     def _begin_stage(self) -> list[Command]:
@@ -259,6 +262,8 @@ class Controller:
                 trial_steps=self._config.trial_length(nominal),
                 metric=self._metric_for(index),
                 reference_loss=self._recent_loss,
+                start_loss=None if self._recent_mean is None else self._recent_mean[0],
+                start_loss_error=None if self._recent_mean is None else self._recent_mean[1],
                 search_range=search_range,
                 anchor_lr=anchor,
             )
@@ -397,6 +402,8 @@ class Controller:
         if stage.reference_loss is None:
             first = [x for x in losses[:FIRST_REFERENCE_LOSSES] if math.isfinite(x)]
             stage.reference_loss = max(first) if first else None
+            if first and stage.start_loss is None:
+                stage.start_loss, stage.start_loss_error = mean_and_error(first)
         stage.candidates.append(self._judge(stage, command, losses, val_losses))
 
         if len(stage.candidates) < self._config.num_candidates:
@@ -557,6 +564,7 @@ class Controller:
 
         self._update_steps += len(losses)
         self._recent_loss = tail_max(losses, stage.trial_steps)
+        self._recent_mean = mean_and_error(losses[-stage.trial_steps :])
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
             "stage %d done at update step %d: %s loss %.5g (predicted %s)",
@@ -577,10 +585,11 @@ class Controller:
 
         By the validation loss (measured on a fixed subset, so without mini-batch noise), the
         loss at the end is compared with the highest first validation loss of the candidates.
-        By the training loss, the mean of the stage's last τ' losses with the mean of its
-        first τ', and the difference must also exceed :data:`NO_PROGRESS_Z` standard errors:
-        with noisy mini-batch losses two such means differ by chance. Either way it must
-        exceed :data:`NO_PROGRESS_MARGIN` of the start.
+        By the training loss, the mean of the stage's last τ' losses with the mean of the
+        losses trained just before it (:attr:`StageRecord.start_loss`), and the difference
+        must also exceed :data:`NO_PROGRESS_Z` standard errors of two such means, at the
+        noise the start showed: with noisy mini-batch losses they differ by chance. Either way
+        it must exceed :data:`NO_PROGRESS_MARGIN` of the start.
         """
         if stage.cooldown or stage.choice_reason or not self._config.restart_on_no_progress:
             return False
@@ -588,12 +597,12 @@ class Controller:
             return False
         noise = 0.0
         if stage.metric == "train":
-            count = min(stage.trial_steps, len(losses) // 2)
-            if count < 2:
+            start = stage.start_loss
+            if start is None or stage.start_loss_error is None:
                 return False
-            first, last = np.asarray(losses[:count]), np.asarray(losses[-count:])
-            start: float | None = float(first.mean())
-            noise = NO_PROGRESS_Z * math.sqrt((first.var(ddof=1) + last.var(ddof=1)) / count)
+            # The noise of the two means, as the start measured it: a stage that went unstable
+            # has a wide spread of its own, which must not excuse it.
+            noise = NO_PROGRESS_Z * math.sqrt(2.0) * stage.start_loss_error
         else:
             start = stage_start_value(stage)
         if start is None or not (math.isfinite(start) and math.isfinite(reached)):
@@ -706,6 +715,7 @@ class Controller:
             "search_steps": self._search_steps,
             "evaluations": self._evaluations,
             "recent_loss": self._recent_loss,
+            "recent_mean": None if self._recent_mean is None else list(self._recent_mean),
             "last_reply": [c.to_dict() for c in self._last_reply],
             "history": [s.to_dict() for s in self._history],
         }
@@ -729,6 +739,8 @@ class Controller:
         controller._evaluations = int(state["evaluations"])
         recent = state.get("recent_loss")
         controller._recent_loss = None if recent is None else float(recent)
+        mean = state.get("recent_mean")
+        controller._recent_mean = None if mean is None else (float(mean[0]), float(mean[1]))
         controller._history = [StageRecord.from_dict(s) for s in state["history"]]
         controller._last_reply = [command_from_dict(c) for c in state["last_reply"]]
         if controller._last_reply:
@@ -737,6 +749,15 @@ class Controller:
                 raise ConfigError("state's last_reply must end with a train command")
             controller._pending = last
         return controller
+
+
+def mean_and_error(losses: list[float]) -> tuple[float, float] | None:
+    """Mean of ``losses`` and its standard error (0 for one loss); None if any is not finite."""
+    values = np.asarray(losses, dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    error = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), error
 
 
 def budget_used(config: AutoLRSConfig, update_steps: int, search_steps: int) -> int:

@@ -116,6 +116,11 @@ class StageRecord:
         reference_loss: Training loss when the stage began: the largest over the last steps
             trained before it (or the first trial step's loss, when nothing was trained yet);
             the divergence threshold scales it.
+        start_loss: Mean training loss just before the stage (over the last τ' steps trained,
+            or the first trial's first steps when nothing was trained yet), and
+            ``start_loss_error`` its standard error; the lost-ground test compares the stage's
+            end with them. None when unknown.
+        start_loss_error: See ``start_loss``.
         kept_trial_steps: Trial steps of the chosen candidate kept as the stage's first steps
             (``keep_last_trial``); 0 when the stage trained from the snapshot.
         cooldown: Whether this is the final cooldown: no candidates, the LR decaying linearly
@@ -138,6 +143,8 @@ class StageRecord:
     restarts: list[StageRestart] = field(default_factory=list)
     final_loss: float | None = None
     reference_loss: float | None = None
+    start_loss: float | None = None
+    start_loss_error: float | None = None
     kept_trial_steps: int = 0
     cooldown: bool = False
     search_range: tuple[float, float] | None = None
@@ -173,6 +180,8 @@ class StageRecord:
             reference_loss=(
                 None if data.get("reference_loss") is None else float(data["reference_loss"])
             ),
+            start_loss=_optional_float(data.get("start_loss")),
+            start_loss_error=_optional_float(data.get("start_loss_error")),
             kept_trial_steps=int(data.get("kept_trial_steps", 0)),
             cooldown=bool(data.get("cooldown", False)),
             search_range=(
@@ -182,3 +191,7 @@ class StageRecord:
             ),
             anchor_lr=None if data.get("anchor_lr") is None else float(data["anchor_lr"]),
         )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -632,8 +632,11 @@ def test_a_stage_that_ends_above_its_start_is_trained_again_with_the_next_best_l
     first = controller.pending
     trial = stage.trial_steps
 
-    # The mean of the last τ' losses is 20% above the mean of the first τ'.
-    reply = controller.report(Report(seq=first.seq, losses=rising(first.steps, trial, 1.0, 1.2)))
+    # The first trial's first losses set where the stage starts from; it ends 50% above.
+    start = stage.start_loss
+    assert start == pytest.approx(np.mean(stage.candidates[0].losses[:5]))
+    climb = rising(first.steps, trial, start, 1.5 * start)
+    reply = controller.report(Report(seq=first.seq, losses=climb))
 
     assert kinds(reply) == ["Restore", "Train"] and reply[-1].phase == "stage"
     assert stage.restarts[0].reason == "no_progress" and stage.restarts[0].lr == first.lr
@@ -652,9 +655,9 @@ def test_a_stage_that_ends_above_its_start_is_trained_again_with_the_next_best_l
 
     # The second time the result stands, even if it is no better.
     second = reply[-1]
-    reply = controller.report(Report(seq=second.seq, losses=rising(second.steps, trial, 1.0, 1.2)))
+    reply = controller.report(Report(seq=second.seq, losses=climb))
     assert controller.update_steps == second.steps
-    assert stage.final_loss == pytest.approx(1.2)
+    assert stage.final_loss == pytest.approx(1.5 * start)
     assert reply[-1].phase == "trial" and controller.stage_index == 1
 
 
@@ -667,9 +670,11 @@ def test_a_stage_is_not_trained_again_unless_it_clearly_lost_ground_and_the_rule
     config = small_config(restart_on_no_progress=True) if rule else small_config()
     controller = to_first_stage(config)
     command = controller.pending
-    trial = controller.history[0].trial_steps
-    controller.report(Report(seq=command.seq, losses=rising(command.steps, trial, 1.0, end)))
-    assert controller.history[0].restarts == []
+    stage = controller.history[0]
+    start = stage.start_loss
+    losses = rising(command.steps, stage.trial_steps, start, end * start)
+    controller.report(Report(seq=command.seq, losses=losses))
+    assert stage.restarts == []
     assert controller.update_steps == command.steps
 
 
@@ -703,18 +708,27 @@ def test_without_warmup_the_first_stages_reference_is_the_largest_of_the_first_l
 
 
 def test_noisy_training_losses_must_rise_by_more_than_their_standard_error():
-    # Means 1.0 then 1.3 (30% up), but single losses scatter by ±2: by chance alone, as a
-    # noisy quadratic with one sample per step gives. The same climb without noise restarts.
-    rng = np.random.default_rng(0)
-
+    # The stage ends 60% above its start, but every single loss, in the trials too, scatters
+    # by ±scatter: by chance alone, as a noisy quadratic with one sample per step gives. The
+    # same climb with little scatter restarts.
     def outcome(scatter: float) -> list:
-        controller = to_first_stage(small_config(restart_on_no_progress=True))
+        rng = np.random.default_rng(0)
+
+        def noisy(command: Train) -> list[float]:
+            curve = np.array(bowl_curve(command.lr, command.steps))
+            return list(curve + rng.choice([-scatter, scatter], size=command.steps))
+
+        controller = Controller(small_config(restart_on_no_progress=True), validation=False)
+        controller.start()
+        while controller.phase != "stage":
+            controller.report(answer(controller.pending, noisy))
         command = controller.pending
-        trial = controller.history[0].trial_steps
-        losses = np.array(rising(command.steps, trial, 1.0, 1.3))
-        noise = rng.choice([-scatter, scatter], size=command.steps)
-        controller.report(Report(seq=command.seq, losses=list(losses + noise)))
-        return controller.history[0].restarts
+        stage = controller.history[0]
+        start = stage.start_loss
+        losses = np.array(rising(command.steps, stage.trial_steps, start, 1.6 * start))
+        losses += rng.choice([-scatter, scatter], size=command.steps)
+        controller.report(Report(seq=command.seq, losses=list(losses)))
+        return stage.restarts
 
     assert outcome(2.0) == []
     assert [restart.reason for restart in outcome(0.01)] == ["no_progress"]
