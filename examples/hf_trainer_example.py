@@ -7,9 +7,10 @@
 
 A two-layer GPT-2 built from a config (nothing is downloaded) learns to continue arithmetic
 sequences of tokens. ``attach`` makes AutoLRS own the LR, report each step's loss and save its
-state in every checkpoint; ``--resume`` continues from the last checkpoint in ``--out``. The
-search's own trial steps come on top of ``--steps``, so the Trainer runs about twice as many
-optimizer steps. Prints the schedule found.
+state in every checkpoint; ``--resume`` continues from the last checkpoint in ``--out``.
+``--steps`` counts every optimizer step, the search's trial steps included (the default config
+for a budget pays for the search out of it), so it is the Trainer's ``max_steps`` too. Prints
+the schedule found.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class ArithmeticSequences(Dataset):
 def main() -> None:
     """Train with AutoLRS choosing the LR, then print the schedule."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="update steps to train")
+    parser.add_argument(
+        "--steps", type=int, default=200, help="optimizer steps to train, search included"
+    )
     parser.add_argument("--out", default=None, help="checkpoint folder (default: a temp dir)")
     parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,7 +64,7 @@ def main() -> None:
     training_args = TrainingArguments(
         output_dir=args.out or tempfile.mkdtemp(prefix="autolrs-hf-"),
         per_device_train_batch_size=32,
-        max_steps=3 * args.steps,  # a cap: AutoLRS stops training after --steps update steps
+        max_steps=args.steps,  # the same budget as AutoLRS's, search included
         save_steps=100,
         logging_steps=50,
         report_to=[],

@@ -7,8 +7,8 @@
 
 A small MLP learns a synthetic regression task. ``configure_optimizers`` returns a bare
 optimizer (no LR scheduler: AutoLRS sets the LR), ``validation_step`` returns its loss, and the
-callback stops the fit after ``--steps`` update steps. The search's own trial steps come on top,
-so the Trainer runs about twice as many optimizer steps. Prints the schedule found.
+callback stops the fit after ``--steps`` optimizer steps, the search's trial steps included (the
+default config for a budget pays for the search out of it). Prints the schedule found.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def make_data(seed: int) -> tuple[DataLoader, DataLoader]:
 def main() -> None:
     """Fit with AutoLRS choosing the LR, then print the schedule."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="update steps to train")
+    parser.add_argument(
+        "--steps", type=int, default=300, help="optimizer steps to train, search included"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -74,7 +76,7 @@ def main() -> None:
     autolrs = AutoLRSCallback(min_lr=1e-3, max_lr=1.0, total_steps=args.steps)
     trainer = pl.Trainer(
         callbacks=[autolrs],  # the one line AutoLRS needs
-        max_epochs=-1,  # the callback ends the fit when the update-step budget is spent
+        max_epochs=-1,  # the callback ends the fit when the budget is spent
         accelerator="cpu",
         devices=1,
         logger=False,

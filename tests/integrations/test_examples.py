@@ -34,5 +34,7 @@ def test_example_trains_its_budget_and_prints_the_schedule(tmp_path, script, arg
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert re.search(r"^100 update steps \+ \d+ search steps", result.stdout, re.MULTILINE)
+    found = re.search(r"^(\d+) update steps \+ (\d+) search steps", result.stdout, re.MULTILINE)
+    assert found and int(found.group(1)) + int(found.group(2)) == 100
+    assert int(found.group(2)) > 0
     assert re.search(r"from update step +0: lr = ", result.stdout)
