@@ -169,3 +169,12 @@ def test_train_ramps_linearly_and_knows_when_to_evaluate_and_stop():
     capped = Train(seq=0, phase="trial", steps=5, lr=0.1, end_lr=0.1, abort_above=3.0)
     assert capped.should_abort(math.nan) and capped.should_abort(3.5)
     assert not capped.should_abort(2.9)
+
+
+def test_a_budget_that_counts_the_search_must_fit_the_first_stage():
+    # Four trials of 10 steps and a stage of 10: 50 steps before anything is trained.
+    assert AutoLRSConfig.for_budget(50, 1e-3, 1e-1).total_steps == 50
+    with pytest.raises(ConfigError, match=r"total_steps must be >= 50 .* got total_steps=49"):
+        AutoLRSConfig.for_budget(49, 1e-3, 1e-1)
+    # Counting update steps only, the search comes on top: no such floor.
+    assert AutoLRSConfig.for_budget(49, 1e-3, 1e-1, budget_includes_search=False).total_steps == 49

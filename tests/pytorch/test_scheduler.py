@@ -427,19 +427,50 @@ def test_a_budget_that_counts_the_search_ends_a_for_loop_of_that_many_steps():
         scheduler.step(task.train_step(optimizer, 150))
 
 
-@pytest.mark.parametrize("total", [14, 16])  # inside the second trial, at its last step
-def test_a_budget_spent_on_a_trial_leaves_the_runs_own_weights_in_the_model(total):
-    # Trials of 8 steps: a budget of 14 or 16 runs out in the second candidate's trial, before
-    # any stage training; the model must end as the snapshot left it, not as the trial did.
+def test_a_budget_spent_inside_a_trial_leaves_the_runs_own_weights_in_the_model():
+    # Candidates above LR 0.05 report NaN and stop after one step: the steps they save are too
+    # few for the next stage, inside whose first trial the budget then ends. The model must
+    # end as the last stage left it, not as the trial did.
     task = Regression()
     optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
-    before = _weights(task.model)
-    config = small_config(total_steps=total, budget_includes_search=True)
+    config = small_config(total_steps=60, budget_includes_search=True, seed=4)
     scheduler = AutoLRS(optimizer, task.model, config=config)
-    step = 0
+    committed, step = None, 0
     while not scheduler.finished:
-        scheduler.step(task.train_step(optimizer, step))
+        if committed is None and scheduler.stage == 1:
+            committed = _weights(task.model)  # stage 0 trained: the snapshot of stage 1
+        lr = scheduler.get_last_lr()[0]
+        loss = task.train_step(optimizer, step)
+        scheduler.step(math.nan if scheduler.phase == "trial" and lr > 0.05 else loss)
         step += 1
-    assert step == total and scheduler.update_steps == 0
+    assert step == 60 and committed is not None
+    assert (
+        scheduler.phase == "trial" and scheduler.update_steps == scheduler.history[0].stage_steps
+    )
     after = _weights(task.model)
-    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert all(torch.equal(committed[key], after[key]) for key in committed)
+
+
+def test_a_stage_rolled_back_as_the_budget_ends_leaves_the_snapshot_in_the_model():
+    # No cooldown: the last stage ends with the budget. It reports losses far above where it
+    # started, so it is rolled back to be trained again, which the budget no longer allows:
+    # the model must end as the snapshot, not as the rolled-back stage left it.
+    task = Regression()
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    config = small_config(
+        total_steps=60, budget_includes_search=True, restart_on_no_progress=True, seed=4
+    )
+    scheduler = AutoLRS(optimizer, task.model, config=config)
+    snapshot, step = None, 0
+    while not scheduler.finished:
+        last_stage = scheduler.phase == "stage" and scheduler.budget_used >= 60 - 36
+        if last_stage and snapshot is None:
+            snapshot = _weights(task.model)
+        loss = task.train_step(optimizer, step)
+        scheduler.step(100.0 if last_stage else loss)
+        step += 1
+    stage = scheduler.history[0]
+    assert step == 60 and snapshot is not None
+    assert [(r.reason, r.steps) for r in stage.restarts] == [("no_progress", 36)]
+    after = _weights(task.model)
+    assert all(torch.equal(snapshot[key], after[key]) for key in snapshot)
