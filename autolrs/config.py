@@ -219,16 +219,16 @@ class AutoLRSConfig:
             _check_int("total_steps", self.total_steps, minimum=1)
         _check_bool("budget_includes_search", self.budget_includes_search)
         if self.budget_includes_search and self.total_steps is not None:
-            # The first stage's trials and a stage as long as one of them must fit, or the
-            # budget ends before anything is trained.
+            # The warmup, the first stage's trials and a stage as long as one of them must
+            # fit, or the budget ends before anything is trained.
             trial = self.trial_length(self.stage_steps)
-            least = (self.num_candidates + 1) * trial
+            least = self.warmup_steps + (self.num_candidates + 1) * trial
             if self.total_steps < least:
                 raise ConfigError(
                     f"total_steps must be >= {least} when budget_includes_search=True: the "
-                    f"first stage's {self.num_candidates} trials of {trial} steps and a stage "
-                    f"as long as one of them come out of the budget; got "
-                    f"total_steps={self.total_steps}"
+                    f"warmup's {self.warmup_steps} steps, the first stage's "
+                    f"{self.num_candidates} trials of {trial} steps and a stage as long as one "
+                    f"of them come out of the budget; got total_steps={self.total_steps}"
                 )
         _check_float("cooldown_fraction", self.cooldown_fraction)
         if not 0.0 <= self.cooldown_fraction < 1.0:

@@ -176,5 +176,10 @@ def test_a_budget_that_counts_the_search_must_fit_the_first_stage():
     assert AutoLRSConfig.for_budget(50, 1e-3, 1e-1).total_steps == 50
     with pytest.raises(ConfigError, match=r"total_steps must be >= 50 .* got total_steps=49"):
         AutoLRSConfig.for_budget(49, 1e-3, 1e-1)
+    # A warmup comes out of the budget first.
+    warm = {"warmup_steps": 2, "warmup_lr": 1e-2}
+    assert AutoLRSConfig.for_budget(52, 1e-3, 1e-1, **warm).total_steps == 52
+    with pytest.raises(ConfigError, match=r"total_steps must be >= 52 .* warmup's 2 steps"):
+        AutoLRSConfig.for_budget(51, 1e-3, 1e-1, **warm)
     # Counting update steps only, the search comes on top: no such floor.
     assert AutoLRSConfig.for_budget(49, 1e-3, 1e-1, budget_includes_search=False).total_steps == 49

@@ -92,7 +92,7 @@ CHARLM_SPECS: dict[str, TaskSpec] = {
         name=_NAME,
         version=_VERSION,
         variant="smoke",
-        budget=40,
+        budget=60,
         eval_every=10,
         lr_grid=_LR_GRID,
         warmup_steps=2,
@@ -267,7 +267,7 @@ class CharLMInstance(TaskInstance):
 
 
 class CharLMTask(Task):
-    """``charlm``: the byte-level transformer on the stdlib snapshot; 2,000 steps (smoke: 20)."""
+    """``charlm``: the byte-level transformer on the stdlib snapshot; 2,000 steps (smoke: 60)."""
 
     def __init__(self, variant: str = "standard") -> None:
         super().__init__(pick_variant(CHARLM_SPECS, variant))

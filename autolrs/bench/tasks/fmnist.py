@@ -100,7 +100,7 @@ MLP_SPECS: dict[str, TaskSpec] = _specs(
     "fmnist-mlp", _MLP_LR_GRID, 8000, 250, 100, "MLP 784-256-256-10"
 )
 CNN_SPECS: dict[str, TaskSpec] = _specs(
-    "fmnist-cnn", _CNN_LR_GRID, 2000, 100, 40, "CNN conv16-conv32 (BN, pool) + FC128"
+    "fmnist-cnn", _CNN_LR_GRID, 2000, 100, 60, "CNN conv16-conv32 (BN, pool) + FC128"
 )
 
 
@@ -232,7 +232,7 @@ class FashionMLPTask(_FashionTask):
 
 
 class FashionCNNTask(_FashionTask):
-    """``fmnist-cnn``: the two-block CNN with batch norm; 2,000 steps (smoke: 40)."""
+    """``fmnist-cnn``: the two-block CNN with batch norm; 2,000 steps (smoke: 60)."""
 
     def __init__(self, variant: str = "standard") -> None:
         super().__init__(pick_variant(CNN_SPECS, variant))
