@@ -41,7 +41,13 @@ from autolrs.core.commands import (
 )
 from autolrs.core.forecast import forecast
 from autolrs.core.history import CandidateRecord, Metric, StageRecord, StageRestart
-from autolrs.core.reports import divergence, tail_max, tail_mean, validate_report
+from autolrs.core.reports import (
+    divergence,
+    mean_and_error,
+    tail_max,
+    tail_mean,
+    validate_report,
+)
 from autolrs.core.search import Choice, GPSearch, Observation
 from autolrs.errors import ConfigError, DivergenceError, ProtocolError
 
@@ -57,7 +63,7 @@ STATE_VERSION = 1
 NO_PROGRESS_MARGIN = 0.1
 
 #: Standard errors by which the mean of a stage's last training losses must exceed the mean of
-#: its first ones to count as lost ground.
+#: the losses trained just before it to count as lost ground.
 NO_PROGRESS_Z = 3.0
 
 #: Training losses of the first trial that set the first stage's reference loss when no
@@ -242,9 +248,13 @@ class Controller:
                 "warmup_lr or lengthen warmup_steps"
             )
         self._update_steps += len(losses)
-        self._recent_loss = tail_max(losses, max(1, len(losses) // 10))
-        self._recent_mean = mean_and_error(losses[-max(1, len(losses) // 10) :])
+        self._remember_tail(losses, max(1, len(losses) // 10))
         return self._begin_stage()
+
+    def _remember_tail(self, losses: list[float], count: int) -> None:
+        """Keep the last ``count`` kept losses' largest, mean and error for the next stage."""
+        self._recent_loss = tail_max(losses, count)
+        self._recent_mean = mean_and_error(losses[-count:])
 
     def _begin_stage(self) -> list[Command]:
         if self._cooldown_due():
@@ -563,8 +573,7 @@ class Controller:
             return self._restart_stage(stage, command, losses, reason="no_progress")
 
         self._update_steps += len(losses)
-        self._recent_loss = tail_max(losses, stage.trial_steps)
-        self._recent_mean = mean_and_error(losses[-stage.trial_steps :])
+        self._remember_tail(losses, stage.trial_steps)
         stage.final_loss = reached if math.isfinite(reached) else None
         logger.info(
             "stage %d done at update step %d: %s loss %.5g (predicted %s)",
@@ -749,15 +758,6 @@ class Controller:
                 raise ConfigError("state's last_reply must end with a train command")
             controller._pending = last
         return controller
-
-
-def mean_and_error(losses: list[float]) -> tuple[float, float] | None:
-    """Mean of ``losses`` and its standard error (0 for one loss); None if any is not finite."""
-    values = np.asarray(losses, dtype=float)
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        return None
-    error = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
-    return float(values.mean()), error
 
 
 def budget_used(config: AutoLRSConfig, update_steps: int, search_steps: int) -> int:

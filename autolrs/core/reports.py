@@ -9,7 +9,7 @@ import numpy as np
 from autolrs.core.commands import Report, Train
 from autolrs.errors import ProtocolError
 
-__all__ = ["divergence", "tail_max", "tail_mean", "validate_report"]
+__all__ = ["divergence", "mean_and_error", "tail_max", "tail_mean", "validate_report"]
 
 
 def validate_report(command: Train, report: Report) -> tuple[list[float], list[float]]:
@@ -69,3 +69,12 @@ def tail_mean(losses: list[float], count: int) -> float | None:
     """Mean of the last ``count`` losses, or None when it is not finite."""
     value = float(np.mean(losses[-count:]))
     return value if math.isfinite(value) else None
+
+
+def mean_and_error(losses: list[float]) -> tuple[float, float] | None:
+    """Mean of ``losses`` and its standard error (0 for one loss); None if any is not finite."""
+    values = np.asarray(losses, dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    error = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), error

@@ -253,9 +253,10 @@ class AutoLRS:
             if self._listeners:
                 self._emit_outcome(command, report)
             if self._budget_spent():
-                # Training ends here. A budget spent on a trial leaves that candidate's
-                # weights in the model: the restore puts the run's own back. No snapshot for
-                # a stage that would begin after the end.
+                # Training ends here. A reply that begins with a restore (a trial ended, or a
+                # stage was rolled back, with the budget) would leave weights that are not the
+                # run's in the model: carry the restore out. No snapshot for a stage that
+                # would begin after the end.
                 restores = 1 if isinstance(commands[0], Restore) else 0
                 self._execute(commands[:restores])
                 self._unfinished, self._unfinished_at = commands[restores:], self._optimizer_steps
