@@ -468,8 +468,8 @@ class Controller:
 
         if not result.ok:
             logger.warning(
-                "stage %d candidate %d lr=%.4g: exponential fit failed (%s); using the "
-                "smoothed last value %.4g as its forecast",
+                "stage %d candidate %d lr=%.4g: no usable exponential fit (%s); forecasting "
+                "%.4g, its loss without extrapolation",
                 stage.index,
                 number,
                 command.lr,

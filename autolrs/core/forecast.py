@@ -54,6 +54,9 @@ REASONS: dict[str, str] = {
     "too_few_points": "fewer than min_points losses; value is their mean",
     "fit_failed": "the de-noising or the fit broke down numerically; value is the de-noised "
     "loss at the last observed step",
+    "below_zero": "no observed loss is negative, but the fitted curve is below 0 at the horizon: "
+    "an extrapolation the data cannot support; value is the de-noised loss at the last "
+    "observed step",
 }
 """Why a forecast is not ok, by the code in :attr:`Forecast.reason`."""
 
@@ -81,6 +84,10 @@ _THRESHOLD_FLOOR = 1e-9
 _FIRST_HALF = 0.5  # v below this is the first half of the window
 _SIGNIFICANCE = 9.21  # 99% quantile of χ² with 2 degrees of freedom
 
+# A fit below 0 by more than this share of max|L| is no rounding error of a curve that tends
+# to 0: its extrapolation is not trusted.
+_BELOW_ZERO = 1e-6
+
 # The spline that spots outliers has a piece per ten points: too stiff to bend onto a spike.
 _POINTS_PER_PIECE = 10
 
@@ -96,10 +103,12 @@ class Forecast:
 
     Attributes:
         value: Predicted loss at the horizon. When ``ok``: the fitted curve there, raised to
-            ``last_smoothed`` if the curve is rising and to 0 if no observed loss is negative.
-            Otherwise a fallback without extrapolation: the mean of the losses for
-            ``"too_few_points"``, else ``last_smoothed`` (raised to 0 likewise). Finite except
-            for the reasons ``"non_finite"`` and ``"no_points"``, where it is NaN.
+            ``last_smoothed`` if the curve is rising and to 0 if no observed loss is negative
+            (a curve that tends to 0 may undershoot it by rounding; one clearly below 0 is
+            not ok, ``"below_zero"``). Otherwise a fallback without extrapolation: the mean
+            of the losses for ``"too_few_points"``, else ``last_smoothed`` (raised to 0
+            likewise). Finite except for the reasons ``"non_finite"`` and ``"no_points"``,
+            where it is NaN.
         ok: True when ``value`` comes from a successful exponential fit.
         reason: ``""`` when ok, else one of the codes in :data:`REASONS`.
         a: Amplitude of the fitted L(t) = a·exp(b·t) + c in loss units, t in the caller's
@@ -274,6 +283,21 @@ def _forecast_finite(
         )
 
     rising = bool(amp < 0.0)
+    if not rising and value < -_BELOW_ZERO * m and float(np.min(loss)) >= 0.0:
+        # Typically a trial that spiked and is recovering fast: the steep fall it ends with,
+        # extrapolated, would rank it first on a value it cannot reach.
+        logger.debug(
+            "forecast: %d points, fit below zero at the horizon (%.6g); falling back to %.6g",
+            n,
+            value,
+            last_smoothed,
+        )
+        return _not_ok(
+            _clip_nonnegative(last_smoothed, loss),
+            "below_zero",
+            rising=False,
+            last_smoothed=last_smoothed,
+        )
     guarded = _clip_nonnegative(max(value, last_smoothed) if rising else value, loss)
     logger.debug(
         "forecast: %d points, %d kept, fit from step %g: kappa=%.4g%s A=%.4g C=%.4g; "

@@ -265,15 +265,41 @@ def test_rising_guard_lifts_forecast_to_last_smoothed_value() -> None:
     assert f.value == f.last_smoothed
 
 
-def test_forecast_of_nonnegative_losses_is_clipped_at_zero() -> None:
+def test_fit_below_zero_for_nonnegative_losses_falls_back_to_last_smoothed() -> None:
     # A straight fall from 2 to 1: even the slowest allowed decay extrapolates below 0.
     losses = np.linspace(2.0, 1.0, 100)
 
     f = forecast(STEPS, losses, HORIZON)
 
-    assert f.ok
-    assert f.curve(HORIZON) < 0.0
-    assert f.value == 0.0
+    assert not f.ok and f.reason == "below_zero"
+    assert f.value == f.last_smoothed == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(f.curve(HORIZON))
+
+
+def test_spiking_trial_that_recovers_is_not_extrapolated_below_zero() -> None:
+    # An LR too large: the loss jumps from 2.8 to 3.5, then falls back steeply. Extrapolated,
+    # that fall would go far below 0 and rank this trial above every stable one.
+    rng = np.random.default_rng(5)
+    steps = np.arange(1.0, 11.0)
+    losses = np.array([2.8, 3.46, 3.57, 3.58, 3.4, 3.3, 3.26, 3.42, 2.93, 2.93])
+    stable = 2.75 + 0.1 * rng.standard_normal(10)
+
+    spiked = forecast(steps, losses, 100.0)
+    calm = forecast(steps, stable, 100.0)
+
+    assert spiked.reason == "below_zero"
+    assert spiked.value == pytest.approx(spiked.last_smoothed)
+    assert spiked.value > calm.value
+
+
+def test_fit_that_tends_to_zero_is_clipped_not_rejected() -> None:
+    # c = 0 exactly: rounding may leave the fit a hair below 0 at the horizon.
+    losses = exponential(STEPS, 1e-3, -0.04, 0.0)
+
+    f = forecast(STEPS, losses, HORIZON)
+
+    assert f.ok and f.reason == ""
+    assert 0.0 <= f.value < 1e-6
 
 
 def test_negative_losses_are_not_clipped() -> None:
@@ -449,7 +475,13 @@ def test_fit_raising_falls_back_to_a_late_loss(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_every_reason_code_is_documented() -> None:
-    assert set(REASONS) == {"non_finite", "no_points", "too_few_points", "fit_failed"}
+    assert set(REASONS) == {
+        "non_finite",
+        "no_points",
+        "too_few_points",
+        "fit_failed",
+        "below_zero",
+    }
 
 
 # -- Forecast.curve -------------------------------------------------------------------------
