@@ -192,6 +192,38 @@ def test_a_diverging_candidate_is_recorded_failed_and_never_chosen():
     assert controller.search_steps == expected
 
 
+SPIKE = [2.0, 3.5, 3.6, 3.6, 3.5, 3.4, 3.3, 3.1, 2.9, 2.7]
+
+
+def spike_above(threshold: float) -> LossFn:
+    """Above ``threshold`` the loss jumps, plateaus, then falls steeply, still above its start."""
+
+    def loss_fn(command: Train) -> list[float]:
+        if command.lr <= threshold:
+            return bowl_curve(command.lr, command.steps)
+        return SPIKE[: command.steps]
+
+    return loss_fn
+
+
+def test_a_candidate_that_spikes_and_recovers_fast_is_not_chosen_for_its_fall():
+    # Extrapolated over ten trial lengths, the steep fall that ends the spike would forecast a
+    # loss far below 0, below every candidate that trained calmly.
+    config = small_config(
+        num_candidates=6, stage_steps=100, max_stage_steps=100, trial_fraction=0.1
+    )
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates, spike_above(0.1))
+
+    stage = controller.history[0]
+    spiked = [c for c in stage.candidates if c.lr > 0.1]
+    assert spiked, "the seeded search should try at least one LR above 0.1"
+    assert stage.chosen_lr <= 0.1
+    for candidate in spiked:
+        assert candidate.reason == "below_zero" and not candidate.forecast_ok
+        assert candidate.forecast == pytest.approx(SPIKE[-1], rel=0.02)
+
+
 def test_diverging_stage_training_restores_and_retrains_with_the_next_best_lr():
     config = small_config()
     controller = Controller(config, validation=False)
