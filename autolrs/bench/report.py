@@ -340,12 +340,18 @@ def _autolrs_lines(summary: TaskSummary, overheads: dict[str, Any] | None) -> li
         if details is None:
             continue
         error = details["forecast_abs_rel_error_median"]
+        bias = details.get("forecast_rel_error_median_by_metric") or {}
+        signed = "; ".join(
+            f"by the {_METRIC_WORDS[metric]} {_signed_percent(value)}"
+            for metric, value in bias.items()
+        )
         lines.append(
             f"- {method.method}: {details['stages']:.1f} stages, {details['search_steps']:.0f} "
             f"search steps of {details['total_steps']:.0f} executed, evaluation cost "
             f"{details['eval_cost']:.0f} step equivalents; median |forecast error| of the chosen "
             f"LR {_percent(error)} of the stage's final loss (max "
-            f"{_percent(details['forecast_abs_rel_error_max'])})."
+            f"{_percent(details['forecast_abs_rel_error_max'])})"
+            + (f"; median signed error (forecast − reached) {signed}." if signed else ".")
         )
     if overheads:
         step, snapshot, decision = (
@@ -396,6 +402,13 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _signed_percent(value: float) -> str:
+    return f"{100 * value:+.1f}%"
+
+
+_METRIC_WORDS = {"train": "training loss", "val": "validation loss"}
 
 
 # -- plots ---------------------------------------------------------------------------------

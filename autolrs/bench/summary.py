@@ -230,12 +230,19 @@ def _autolrs_details(records: Sequence[RunRecord]) -> dict[str, Any] | None:
     with_history = [run for run in records if "num_stages" in run.extras]
     if not with_history:
         return None
-    errors = [
-        abs(stage["relative_error"])
+    stages = [
+        stage
         for run in with_history
         for stage in run.extras["forecast_errors"]
         if stage["relative_error"] is not None
     ]
+    errors = [abs(stage["relative_error"]) for stage in stages]
+    # The signed error by the metric judged: > 0 when forecasts lay above what stages reached.
+    bias = {
+        metric: statistics.median(signed)
+        for metric in ("train", "val")
+        if (signed := [st["relative_error"] for st in stages if st["metric"] == metric])
+    }
     return {
         "stages": _mean([run.extras["num_stages"] for run in with_history]),
         "search_steps": _mean([run.extras["search_steps"] for run in with_history]),
@@ -243,4 +250,5 @@ def _autolrs_details(records: Sequence[RunRecord]) -> dict[str, Any] | None:
         "total_steps": _mean([run.total_steps for run in with_history]),
         "forecast_abs_rel_error_median": statistics.median(errors) if errors else None,
         "forecast_abs_rel_error_max": max(errors) if errors else None,
+        "forecast_rel_error_median_by_metric": bias,
     }

@@ -152,6 +152,7 @@ def test_ablations_run_only_on_the_ablation_tasks_and_get_their_own_table(
     assert "| autolrs-no-window | search_window=None |" in text
     assert "| autolrs-paper | every change |" in text
     assert "## AutoLRS against its goals" in text
+    assert "median signed error (forecast − reached) by the training loss" in text
     for measure in ("search / update steps", "cost speedup", "update-step speedup"):
         assert f"| {measure} | autolrs |" in text and f"| {measure} | autolrs-paper |" in text
 
