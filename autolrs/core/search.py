@@ -320,7 +320,8 @@ class GPSearch:
                 a warning.
             larger_lr_tolerance: With ``start_value`` above the best score, the choice is the
                 largest LR whose score is within this share of ``start_value − best`` of the
-                best. In [0, 1); 0 keeps the best.
+                best score, and whose own forecast is within the same share of
+                ``start_value − best`` of the best forecast. In [0, 1); 0 keeps the best.
             start_value: The loss at the start of the stage, in the scores' units; None
                 disables the tolerance.
 
@@ -450,8 +451,18 @@ class GPSearch:
         best = int(np.argmin(scores))
         bound = margin.bound(float(scores[best]))
         if bound is not None:
-            within = [j for j in range(len(finite)) if scores[j] <= bound]
-            best = max(within, key=lambda j: (observations[finite[j]].lr, -j))
+            # A larger LR must be near the best by its own forecast too: where the GP explains
+            # the candidates' differences as noise its posterior is nearly flat, and every LR
+            # would pass on the posterior alone.
+            values = np.array([observations[i].value for i in finite], dtype=float)
+            raw_bound = margin.bound(float(values.min()))
+            within = [
+                j
+                for j in range(len(finite))
+                if scores[j] <= bound and (raw_bound is None or values[j] <= raw_bound)
+            ]
+            if within:
+                best = max(within, key=lambda j: (observations[finite[j]].lr, -j))
         index = finite[best]
         logger.debug(
             "chose candidate %d of %d by %s: lr=%.4g, predicted %.4g",

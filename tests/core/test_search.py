@@ -587,6 +587,52 @@ def test_larger_lr_tolerance_matches_a_brute_force_pick(values, tolerance, start
     assert choice.predicted == values[expected]
 
 
+def test_a_flat_posterior_does_not_let_a_clearly_worse_larger_lr_through() -> None:
+    # Four candidates from a first stage: the GP explains their spread as noise, and its
+    # posterior is flat to 1%. The largest LR would pass on the posterior alone.
+    search = GPSearch(0.003, 0.3)
+    observations = [
+        Observation(0.0031, 1.881),
+        Observation(0.3, 2.142),
+        Observation(0.0279, 0.997),
+        Observation(0.089, 2.005),
+    ]
+    mean, _ = search.posterior(observations, [o.lr for o in observations])
+    assert np.ptp(mean) < 0.02 * mean.min()
+
+    choice = search.choose(observations, larger_lr_tolerance=0.5, start_value=2.3)
+
+    assert choice.lr == 0.0279
+
+
+@given(
+    values=st.lists(st.floats(0.5, 2.0), min_size=2, max_size=6),
+    tolerance=st.floats(0.05, 0.95),
+    start=st.floats(0.4, 3.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_tolerance_by_posterior_mean_matches_a_brute_force_pick(values, tolerance, start) -> None:
+    search = GPSearch(1e-3, 1.0)
+    lrs = np.geomspace(1e-3, 1.0, len(values))
+    observations = [Observation(lr=float(lr), value=v) for lr, v in zip(lrs, values, strict=True)]
+    mean, _ = search.posterior(observations, lrs)
+
+    choice = search.choose(observations, larger_lr_tolerance=tolerance, start_value=start)
+
+    best = int(np.argmin(mean))
+    expected = best
+    if start > mean[best]:
+        bound = mean[best] + tolerance * (start - mean[best])
+        raw_bound = min(values) + tolerance * (start - min(values))
+        within = [
+            i
+            for i in range(len(values))
+            if mean[i] <= bound and (start <= min(values) or values[i] <= raw_bound)
+        ]
+        expected = max(within) if within else best
+    assert choice.index == expected
+
+
 def test_larger_lr_tolerance_out_of_range_is_refused() -> None:
     search = GPSearch(1e-3, 1.0)
     observations = [Observation(lr=0.01, value=1.0), Observation(lr=0.1, value=0.9)]
