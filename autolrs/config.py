@@ -110,7 +110,8 @@ class AutoLRSConfig:
             leaves, as in warmup-stable-decay schedules. In [0, 1); > 0 needs ``total_steps``.
         larger_lr_tolerance: η* is the largest explored LR whose predicted loss lies within
             this share of the best candidate's predicted improvement (from the stage's
-            starting loss) of the best. 0 picks the best candidate itself. In [0, 1).
+            starting loss) of the best, by the GP's posterior mean and by its own forecast
+            alike. 0 picks the best candidate itself. In [0, 1).
         search_window: From the second stage on, search only LRs within this factor of the
             previous stage's η* (clipped to [min_lr, max_lr]), starting with η* itself: the
             best LR drifts smoothly, so a few candidates near it beat many spread over the
