@@ -321,7 +321,8 @@ class GPSearch:
             larger_lr_tolerance: With ``start_value`` above the best score, the choice is the
                 largest LR whose score is within this share of ``start_value − best`` of the
                 best score, and whose own forecast is within the same share of
-                ``start_value − best`` of the best forecast. In [0, 1); 0 keeps the best.
+                ``start_value`` − the best forecast of that forecast. In [0, 1); 0 keeps the
+                best.
             start_value: The loss at the start of the stage, in the scores' units; None
                 disables the tolerance.
 
