@@ -26,6 +26,7 @@ from autolrs.bench.methods import (
     MethodConfig,
     autolrs_config,
 )
+from autolrs.bench.records import trained_stages
 from autolrs.bench.schedules import FAMILIES, schedule_factor, warmup_factor
 from autolrs.bench.tasks.base import TaskInstance, TaskSpec
 from autolrs.errors import ConfigError
@@ -363,13 +364,14 @@ class AutoLRSDriver(Driver):
     def extras(self) -> dict[str, Any]:
         """Stages, search steps, per-stage forecast errors and the full search history."""
         history = list(self.scheduler.history)
+        stages = [stage.to_dict() for stage in history]
         return {
             "config": self._config_with_seed.to_dict(),
-            "num_stages": len(history),
+            "num_stages": len(trained_stages(stages)),
             "search_steps": int(self.scheduler.search_steps),
             "evaluations": int(self.scheduler.evaluations),
             "forecast_errors": [_forecast_error(stage) for stage in history],
-            "history": [stage.to_dict() for stage in history],
+            "history": stages,
         }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "config_hash",
     "json_safe",
     "finite_or_none",
+    "trained_stages",
 ]
 
 #: Bumped whenever a change to the harness would change what a stored record means.
@@ -208,3 +209,12 @@ def finite_or_none(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def trained_stages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stages of an AutoLRS run's history (``StageRecord.to_dict`` form) that trained.
+
+    The controller opens the next stage as soon as one ends, so a run whose budget ran out
+    at a stage's end also holds a stage that tried no candidate and trained nothing.
+    """
+    return [stage for stage in history if stage.get("candidates") or stage.get("cooldown")]

@@ -26,7 +26,7 @@ from autolrs.bench.metrics import (
     speedup,
     steps_to_target,
 )
-from autolrs.bench.records import RunRecord
+from autolrs.bench.records import RunRecord, trained_stages
 from autolrs.bench.reference import Reference
 
 __all__ = ["BaselineSummary", "MethodSummary", "TaskSummary", "summarise_task"]
@@ -226,6 +226,14 @@ def _interval(values: Sequence[float | None], n_boot: int) -> Interval | None:
     return mean_interval(present, n_boot=n_boot) if present else None
 
 
+def _stage_count(extras: Mapping[str, Any]) -> int:
+    """Stages that trained; counted from the history, since runs stored before that rule
+    counted a last stage opened as the budget ran out."""
+    if "history" in extras:
+        return len(trained_stages(extras["history"]))
+    return int(extras["num_stages"])
+
+
 def _autolrs_details(records: Sequence[RunRecord]) -> dict[str, Any] | None:
     with_history = [run for run in records if "num_stages" in run.extras]
     if not with_history:
@@ -244,7 +252,7 @@ def _autolrs_details(records: Sequence[RunRecord]) -> dict[str, Any] | None:
         if (signed := [st["relative_error"] for st in stages if st["metric"] == metric])
     }
     return {
-        "stages": _mean([run.extras["num_stages"] for run in with_history]),
+        "stages": _mean([_stage_count(run.extras) for run in with_history]),
         "search_steps": _mean([run.extras["search_steps"] for run in with_history]),
         "eval_cost": _mean([run.eval_cost for run in with_history]),
         "total_steps": _mean([run.total_steps for run in with_history]),

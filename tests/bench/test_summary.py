@@ -35,3 +35,18 @@ def test_a_metric_no_stage_was_judged_by_is_left_out():
     details = _autolrs_details([autolrs_run([("train", 0.2)])])
     assert details["forecast_rel_error_median_by_metric"] == {"train": pytest.approx(0.2)}
     assert _autolrs_details([SimpleNamespace(extras={})]) is None
+
+
+def test_stages_are_counted_from_the_history_without_one_opened_as_the_budget_ran_out():
+    trained = [
+        {"index": 0, "candidates": [{"lr": 0.1}], "cooldown": False},
+        {"index": 1, "candidates": [], "cooldown": True},
+    ]
+    opened_at_the_end = {"index": 2, "candidates": [], "cooldown": False}
+    run = autolrs_run([("train", 0.1), ("train", None), ("train", None)])
+    run.extras["history"] = [*trained, opened_at_the_end]
+    older = autolrs_run([("train", 0.1)])  # stored before histories: its own count stands
+
+    assert _autolrs_details([run])["stages"] == 2
+    assert _autolrs_details([older])["stages"] == 1
+    assert _autolrs_details([run, older])["stages"] == pytest.approx(1.5)
