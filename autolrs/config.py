@@ -35,8 +35,8 @@ ChooseBy = Literal["posterior_mean", "forecast"]
 BUDGET_DEFAULTS: dict[str, Any] = {
     "num_candidates": 4,
     "search_window": 3.0,
-    "larger_lr_tolerance": 0.5,
-    "cooldown_fraction": 0.4,
+    "larger_lr_tolerance": 0.75,
+    "cooldown_fraction": 0.5,
     "budget_includes_search": True,
     "restart_on_no_progress": True,
 }
@@ -280,10 +280,11 @@ class AutoLRSConfig:
         :meth:`paper_for_budget`'s stage lengths and validation cadence, with the search made
         cheaper and less greedy (:data:`BUDGET_DEFAULTS`): four candidates per stage, searched
         from the second stage on within a factor 3 of the previous stage's LR, the largest LR
-        within half of the best's predicted improvement chosen, and the last 40% of the budget
-        spent decaying the LR linearly to 0 with no search. The search costs about a fifth of
-        the budget (the paper's algorithm: about as many steps as it keeps), and it is paid
-        out of the budget: the run ends after ``total_steps`` optimizer steps in all.
+        that keeps three quarters of the best's predicted improvement chosen, and the last half
+        of the budget spent decaying the LR linearly to 0 with no search. The search costs
+        about an eighth of the budget (the paper's algorithm: about as many steps as it
+        keeps), and it is paid out of the budget: the run ends after ``total_steps`` optimizer
+        steps in all.
 
         Args:
             total_steps: T, the number of optimizer steps the run will take. ≥ 40, and large
