@@ -22,8 +22,8 @@ from autolrs import __version__
 __all__ = ["main", "build_parser"]
 
 # The demo's defaults. 30000 optimizer steps, the search's included, give stages of 750 steps
-# doubling to 3750, the last ones judged by validation loss, and a final 40% cooldown; well
-# under a minute on one core. One thread, because a network this small only loses time to
+# doubling to 3750, the last ones judged by validation loss, and a cooldown over the last half:
+# well under a minute on one core. One thread, because a network this small only loses time to
 # synchronisation with more (and badly so when other processes compete for the cores).
 DEMO_STEPS = 30000
 DEMO_SEED = 0

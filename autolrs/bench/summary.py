@@ -227,8 +227,10 @@ def _interval(values: Sequence[float | None], n_boot: int) -> Interval | None:
 
 
 def _stage_count(extras: Mapping[str, Any]) -> int:
-    """Stages that trained; counted from the history, since runs stored before that rule
-    counted a last stage opened as the budget ran out."""
+    """Stages that trained, counted from the history.
+
+    Runs stored earlier also counted a last stage opened as the budget ran out.
+    """
     if "history" in extras:
         return len(trained_stages(extras["history"]))
     return int(extras["num_stages"])
