@@ -86,7 +86,9 @@ class AutoLRSConfig:
         gp_fit_hyperparameters: Fit the kernel's amplitude, length scale and noise by maximum
             likelihood on normalised targets (the authors' code); when False they stay fixed.
         keep_last_trial: When the chosen LR is the last candidate tried, keep its trial steps
-            as progress instead of restoring the snapshot and training them again.
+            as progress instead of restoring the snapshot and training them again. With a
+            ``search_window``, the previous stage's η* is then tried last instead of first,
+            and the candidates before it are placed knowing it will come.
         divergence_factor: A candidate or a stage training whose training loss exceeds this
             many times the stage's reference loss (the largest training loss over the last
             steps trained before the stage) is stopped at once and treated like a non-finite
@@ -113,7 +115,7 @@ class AutoLRSConfig:
             starting loss) of the best, by the GP's posterior mean and by its own forecast
             alike. 0 picks the best candidate itself. In [0, 1).
         search_window: From the second stage on, search only LRs within this factor of the
-            previous stage's η* (clipped to [min_lr, max_lr]), starting with η* itself: the
+            previous stage's η* (clipped to [min_lr, max_lr]), η* itself among them: the
             best LR drifts smoothly, so a few candidates near it beat many spread over the
             whole range. > 1, or None to search the whole range in every stage.
         restart_on_no_progress: A searched stage whose loss at its end (the stage's metric)

@@ -394,10 +394,17 @@ class Controller:
     def _next_trial(self) -> Train:
         stage = self._history[-1]
         seed = int(np.random.SeedSequence([self._config.seed, stage.index]).generate_state(1)[0])
-        if stage.anchor_lr is not None and not stage.candidates:
+        # The previous η*, the likeliest winner, is tried first; or last when the last
+        # candidate's steps are kept, so that they count as progress whenever it wins again.
+        anchor_last = self._config.keep_last_trial
+        anchor_turn = self._config.num_candidates - 1 if anchor_last else 0
+        if stage.anchor_lr is not None and len(stage.candidates) == anchor_turn:
             lr = stage.anchor_lr
         else:
-            lr = self._search_for(stage).propose(stage_observations(stage), seed=seed)
+            pending = [stage.anchor_lr] if anchor_last and stage.anchor_lr is not None else []
+            lr = self._search_for(stage).propose(
+                stage_observations(stage), seed=seed, pending=pending
+            )
         eval_every = self._config.val_every if stage.metric == "val" else 0
         return self._train(
             "trial", stage.trial_steps, lr, eval_every, abort_above=self._abort_threshold(stage)

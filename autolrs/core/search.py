@@ -248,7 +248,9 @@ class GPSearch:
 
     # -- public API ------------------------------------------------------------------------
 
-    def propose(self, observations: Sequence[Observation], *, seed: int) -> float:
+    def propose(
+        self, observations: Sequence[Observation], *, seed: int, pending: Sequence[float] = ()
+    ) -> float:
         """The next candidate LR: the grid point of lowest μ − κσ not yet tried.
 
         With no observations the answer is set by ``first_candidate``. Failed observations
@@ -258,9 +260,16 @@ class GPSearch:
         be fitted, or every grid point is excluded, the answer is the point of [η_min, η_max]
         farthest in log LR from every tried one.
 
+        LRs in ``pending`` will be tried later in the stage. They count as tried: with no
+        observations the answer is the point farthest from them, and otherwise each enters
+        the GP at the posterior mean the observations give it (the "kriging believer" of
+        batch Bayesian optimization), so σ, and with it the proposal, already allows for it.
+
         Args:
             observations: Every candidate tried so far in this stage, in order.
-            seed: Seeds the random first candidate; unused once there are observations. ≥ 0.
+            seed: Seeds the random first candidate; unused once there are observations or
+                pending LRs. ≥ 0.
+            pending: LRs to be tried later in this stage, each in [min_lr, max_lr].
 
         Returns:
             An LR in [min_lr, max_lr] different from every observed one.
@@ -272,7 +281,19 @@ class GPSearch:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
         observations = self._checked(observations)
-        if not observations:
+        for i, lr in enumerate(pending):
+            _check_positive_finite(f"pending[{i}]", lr)
+            if not self.min_lr * (1.0 - _BOUND_RTOL) <= lr <= self.max_lr * (1.0 + _BOUND_RTOL):
+                raise ConfigError(
+                    f"pending[{i}] must be in [min_lr, max_lr] = "
+                    f"[{self.min_lr!r}, {self.max_lr!r}], got {lr!r}"
+                )
+        pending = [float(lr) for lr in pending]
+        if pending:
+            if not observations:
+                return self._space_filling(np.array([self._x(lr) for lr in pending]))
+            observations = observations + self._believed(observations, pending)
+        elif not observations:
             return self._first(int(seed))
 
         tried = np.array([self._x(o.lr) for o in observations])  # (N_tried,)
@@ -397,6 +418,25 @@ class GPSearch:
             nan = np.full(lrs.shape, np.nan)
             return nan, nan.copy()
         return posterior[0].reshape(lrs.shape), posterior[1].reshape(lrs.shape)
+
+    def _believed(
+        self, observations: list[Observation], pending: list[float]
+    ) -> list[Observation]:
+        """Pending LRs as observations of the posterior mean the real observations give them.
+
+        Where the GP has no finite data or cannot be fitted, they stand in at the mean of the
+        finite values, or as failed when there are none.
+        """
+        gp = self._fit(observations)
+        x = np.array([self._x(lr) for lr in pending])
+        posterior = None if gp is None else _latent_posterior(gp, x)
+        if posterior is not None:
+            return [
+                Observation(lr, float(mu)) for lr, mu in zip(pending, posterior[0], strict=True)
+            ]
+        values = [o.value for o in observations if o.value is not None]
+        fill = float(np.mean(values)) if values else None
+        return [Observation(lr, fill) for lr in pending]
 
     def penalty(self, observations: Sequence[Observation]) -> float | None:
         """The finite value a failed candidate stands for inside the GP.

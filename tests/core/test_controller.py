@@ -11,6 +11,7 @@ import pytest
 
 from autolrs import AutoLRSConfig, DivergenceError, ProtocolError
 from autolrs.core import Controller, Report, Restore, Snapshot, Train
+from autolrs.core.search import GPSearch
 
 BEST_LR = 0.03
 
@@ -537,6 +538,33 @@ def test_a_search_window_keeps_later_stages_near_the_previous_choice_starting_fr
     assert restored.report(answer(restored.pending)) == controller.report(
         answer(controller.pending)
     )
+
+
+def test_with_kept_trials_the_previous_choice_is_tried_last_and_kept_when_it_wins_again():
+    config = small_config(search_window=3.0, keep_last_trial=True)
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates + 1)  # stage 0 searched, its training reported
+    first = controller.history[0]
+    anchor = first.chosen_lr
+
+    def anchor_wins(command: Train) -> list[float]:
+        offset = 0.0 if command.lr == anchor else 0.5
+        return [x + offset for x in bowl_curve(command.lr, command.steps)]
+
+    updates, searched = controller.update_steps, controller.search_steps
+    run(controller, config.num_candidates, anchor_wins)  # stage 1's trials and choice
+    second = controller.history[1]
+    lrs = [c.lr for c in second.candidates]
+    assert second.anchor_lr == anchor and lrs[-1] == anchor and anchor not in lrs[:-1]
+    low, high = second.search_range
+    assert all(low <= lr <= high for lr in lrs) and len(set(lrs)) == len(lrs)
+    # The proposals before it keep clear of it as of a tried LR: not within a grid spacing.
+    spacing = (math.log(high) - math.log(low)) / (GPSearch(low, high).grid_size - 1)
+    assert min(abs(math.log(lr / anchor)) for lr in lrs[:-1]) > spacing / 2
+    assert second.chosen_lr == anchor and second.kept_trial_steps == second.trial_steps
+    assert kinds(controller.last_reply) == ["Train"]  # no restore: the steps are kept
+    assert controller.update_steps == updates + second.trial_steps
+    assert controller.search_steps == searched + (config.num_candidates - 1) * second.trial_steps
 
 
 def test_when_every_windowed_candidate_diverges_the_fallback_is_min_lr():

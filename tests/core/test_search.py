@@ -640,3 +640,63 @@ def test_larger_lr_tolerance_out_of_range_is_refused() -> None:
         search.choose(observations, larger_lr_tolerance=1.5, start_value=2.0)
     with pytest.raises(ConfigError, match="start_value must be finite"):
         search.choose(observations, larger_lr_tolerance=0.5, start_value=math.nan)
+
+
+# -- pending LRs ---------------------------------------------------------------------------
+
+
+def test_with_only_a_pending_lr_the_first_proposal_is_the_bound_farther_from_it() -> None:
+    search = GPSearch(MIN_LR, MAX_LR)
+    pending = 10**-1.5  # nearer the upper bound in log LR
+    for seed in (0, 1, 2):  # no random first candidate: the seed plays no part
+        assert search.propose([], seed=seed, pending=[pending]) == pytest.approx(MIN_LR)
+
+
+@pytest.mark.parametrize("fit", [True, False])
+def test_a_pending_lr_enters_the_gp_at_its_posterior_mean(fit: bool) -> None:
+    search = GPSearch(MIN_LR, MAX_LR, fit_hyperparameters=fit)
+    objective = _bowl(-2.0)
+    observations = [Observation(lr, objective(lr)) for lr in (MIN_LR, MAX_LR, 1e-3)]
+    pending = 0.05
+    mean, _ = search.posterior(observations, [pending])
+
+    proposed = search.propose(observations, seed=0, pending=[pending])
+
+    # Reference: the same proposal from the observations plus the believed one.
+    believed = [*observations, Observation(pending, float(mean[0]))]
+    assert proposed == search.propose(believed, seed=0)
+    assert abs(math.log(proposed / pending)) > WIDTH / (search.grid_size - 1) / 2
+
+
+def test_pending_lrs_keep_every_proposal_of_a_stage_clear_of_them() -> None:
+    search = GPSearch(MIN_LR, MAX_LR)
+    objective = _bowl(-2.0)
+    pending = [1e-2, 0.3]
+    observations: list[Observation] = []
+    for _ in range(5):
+        lr = search.propose(observations, seed=0, pending=pending)
+        observations.append(Observation(lr, objective(lr)))
+    tried = [o.lr for o in observations]
+    spacing = WIDTH / (search.grid_size - 1)
+    assert len(set(tried)) == len(tried)
+    assert all(abs(math.log(lr / p)) > spacing / 2 for lr in tried for p in pending)
+
+
+def test_pending_lrs_after_failures_only_stand_in_as_failed() -> None:
+    search = GPSearch(MIN_LR, MAX_LR)
+    observations = [Observation(1.0, None)]  # diverged at the top of the range
+    lr = search.propose(observations, seed=0, pending=[1e-2])
+    assert MIN_LR <= lr < 1.0 and abs(math.log(lr / 1e-2)) > WIDTH / (search.grid_size - 1) / 2
+
+
+@pytest.mark.parametrize(
+    ("pending", "message"),
+    [
+        ([2.0], r"pending\[0\] must be in \[min_lr, max_lr\] = \[0.0001, 1.0\], got 2.0"),
+        ([math.nan], r"pending\[0\] must be finite, got nan"),
+        ([0.1, -1.0], r"pending\[1\] must be > 0, got -1.0"),
+    ],
+)
+def test_propose_rejects_a_bad_pending_lr_naming_it(pending: list[float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GPSearch(MIN_LR, MAX_LR).propose([], seed=0, pending=pending)
