@@ -342,8 +342,8 @@ class GPSearch:
             larger_lr_tolerance: With ``start_value`` above the best score, the choice is the
                 largest LR whose score is within this share of ``start_value − best`` of the
                 best score, and whose own forecast is within the same share of
-                ``start_value`` − the best forecast of that forecast. In [0, 1); 0 keeps the
-                best.
+                ``start_value`` − the best forecast of that forecast; a positive best caps
+                either distance at the best value itself. In [0, 1); 0 keeps the best.
             start_value: The loss at the start of the stage, in the scores' units; None
                 disables the tolerance.
 
@@ -627,10 +627,21 @@ class _Margin:
     start_value: float | None
 
     def bound(self, best: float) -> float | None:
-        """Highest score still acceptable, or None when only the best is."""
+        """Highest score still acceptable, or None when only the best is.
+
+        The band is ``tolerance`` times the best's improvement on the start, but never more
+        than ``tolerance`` times the best score itself when that is positive. A larger LR is
+        worth a higher loss as far as the excess is noise that a later decay of the LR takes
+        away, and that is a share of the loss, not of the distance fallen: a stage that
+        starts far above every forecast (from initialisation, or after a stage that went
+        wrong) would otherwise let through LRs that are simply worse.
+        """
         if self.tolerance <= 0 or self.start_value is None or not self.start_value > best:
             return None
-        return best + self.tolerance * (self.start_value - best)
+        improvement = self.start_value - best
+        if best > 0:
+            improvement = min(improvement, best)
+        return best + self.tolerance * improvement
 
 
 def _latent_posterior(

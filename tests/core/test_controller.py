@@ -507,14 +507,15 @@ def test_a_larger_lr_tolerance_picks_the_largest_lr_near_the_best():
     assert [c.lr for c in base.candidates] == [c.lr for c in loose.candidates]
     assert loose.chosen_lr > base.chosen_lr
     # Reference: among the candidates, the largest whose posterior mean is within half the
-    # best's improvement over the stage's start (the highest first loss) of the best.
+    # best's improvement over the stage's start (the highest first loss), at most half the
+    # best itself, of the best.
     from autolrs.core.controller import stage_observations
 
     search = tolerant._search
     lrs = np.array([c.lr for c in loose.candidates])
     mean, _ = search.posterior(stage_observations(loose), lrs)
     start = max(c.losses[0] for c in loose.candidates)
-    bound = mean.min() + 0.5 * (start - mean.min())
+    bound = mean.min() + 0.5 * min(start - mean.min(), mean.min())
     assert loose.chosen_lr == max(lrs[mean <= bound])
     assert base.chosen_lr == lrs[np.argmin(mean)]
 

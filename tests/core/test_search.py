@@ -579,7 +579,7 @@ def test_larger_lr_tolerance_matches_a_brute_force_pick(values, tolerance, start
     )
     best = min(values)
     if tolerance > 0 and start > best:
-        bound = best + tolerance * (start - best)
+        bound = best + tolerance * min(start - best, best)  # best > 0 caps the distance
         expected = max(i for i, v in enumerate(values) if v <= bound)
     else:
         expected = values.index(best)
@@ -622,8 +622,8 @@ def test_tolerance_by_posterior_mean_matches_a_brute_force_pick(values, toleranc
     best = int(np.argmin(mean))
     expected = best
     if start > mean[best]:
-        bound = mean[best] + tolerance * (start - mean[best])
-        raw_bound = min(values) + tolerance * (start - min(values))
+        bound = mean[best] + tolerance * min(start - mean[best], mean[best])
+        raw_bound = min(values) + tolerance * min(start - min(values), min(values))
         within = [
             i
             for i in range(len(values))
@@ -631,6 +631,32 @@ def test_tolerance_by_posterior_mean_matches_a_brute_force_pick(values, toleranc
         ]
         expected = max(within) if within else best
     assert choice.index == expected
+
+
+def test_a_stage_starting_far_above_every_forecast_does_not_widen_the_band_past_the_best() -> None:
+    # A first stage from initialisation: the best candidate promises 2.19 → 0.60, and 75% of
+    # that fall would let the top of the range through at 1.35, more than twice the best.
+    search = GPSearch(0.003, 0.3)
+    observations = [
+        Observation(0.0094, 1.395),
+        Observation(0.3, 1.352),
+        Observation(0.0537, 0.604),
+        Observation(0.1, 0.9),
+        Observation(0.003, 1.906),
+    ]
+    choice = search.choose(
+        observations, by="forecast", larger_lr_tolerance=0.75, start_value=2.194
+    )
+    # The band is 0.75 × 0.604 above the best: 0.1 at 0.9 is in it, 0.3 at 1.352 is not.
+    assert choice.lr == 0.1
+
+
+def test_losses_below_zero_keep_the_band_of_the_whole_fall() -> None:
+    search = GPSearch(1e-3, 1.0)
+    observations = [Observation(0.01, -2.0), Observation(0.1, -1.0), Observation(0.5, 0.5)]
+    choice = search.choose(observations, by="forecast", larger_lr_tolerance=0.5, start_value=2.0)
+    # Best −2 from a start of 2: the band is 0.5 × 4 = 2 wide, up to 0: 0.1 is in it.
+    assert choice.lr == 0.1
 
 
 def test_larger_lr_tolerance_out_of_range_is_refused() -> None:
