@@ -113,7 +113,10 @@ class AutoLRSConfig:
         larger_lr_tolerance: η* is the largest explored LR whose predicted loss lies within
             this share of the best candidate's predicted improvement (from the stage's
             starting loss) of the best, by the GP's posterior mean and by its own forecast
-            alike. 0 picks the best candidate itself. In [0, 1).
+            alike; the improvement counts at most as much as the best predicted loss itself
+            when that is positive, so a stage that starts far above every forecast does not
+            take an LR whose loss is a multiple of the best's. 0 picks the best candidate
+            itself. In [0, 1).
         search_window: From the second stage on, search only LRs within this factor of the
             previous stage's η* (clipped to [min_lr, max_lr]), η* itself among them: the
             best LR drifts smoothly, so a few candidates near it beat many spread over the

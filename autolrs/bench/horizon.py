@@ -7,7 +7,8 @@ whatever gap to a tuned schedule remains here is the objective's own. Compared:
 
 - ``greedy``: the LR whose loss at the end of the stage is lowest (the paper's objective);
 - ``tolerant``: the largest LR whose loss at the end of the stage is within ``tolerance`` of
-  the best one's improvement from the stage's start (the library's ``larger_lr_tolerance``);
+  the best one's improvement from the stage's start, and of the best loss itself (the
+  library's ``larger_lr_tolerance``);
 - ``decay-after``: the LR whose loss is lowest after the stage *followed by a linear decay
   from that LR to 0* over ``decay_factor``·τ further steps: a look past the stage's end that
   a search could estimate with a short decay at the end of each trial;
@@ -208,7 +209,7 @@ def run_objective(
             pick = int(np.argmin(at_end))
         elif objective == "tolerant":
             best = float(at_end.min())
-            bound = best + tolerance * max(start - best, 0.0)
+            bound = best + tolerance * min(max(start - best, 0.0), best)
             pick = int(np.flatnonzero(at_end <= bound).max())
         else:
             after = (

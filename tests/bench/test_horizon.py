@@ -82,7 +82,7 @@ def test_greedy_and_tolerant_choices_match_a_brute_force_over_whole_schedules() 
             allowed = [
                 lr
                 for lr, end in zip(lrs, ends, strict=True)
-                if end <= best + tolerance * (start - best)
+                if end <= best + tolerance * min(start - best, best)
             ]
             assert chosen == pytest.approx(max(allowed) if tolerance else lrs[np.argmin(ends)])
             schedule += [chosen] * tau
