@@ -95,6 +95,9 @@ def create_app(
         ),
         docs_url=None,  # the interactive pages load scripts from a CDN; the schema is enough
         redoc_url=None,
+        # A path with a trailing slash (a job id ending in "/") is not found rather than
+        # redirected: a client that follows a redirect would address another job.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.add_middleware(RequestGuard, token=token, max_body_bytes=max_body_bytes)

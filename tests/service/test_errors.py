@@ -78,6 +78,21 @@ def test_an_unknown_endpoint_is_not_found_and_a_wrong_method_not_allowed(service
     assert "PATCH" in message
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("path", ["/jobs/x/", "/jobs/x%2F", "/jobs/x/state/", "/jobs/"])
+def test_a_trailing_slash_is_not_found_not_redirected(service, helpers, method, path):
+    # With a job "x" existing, "/jobs/x/" must not be redirected to it.
+    helpers.call(
+        service.url,
+        "POST",
+        "/jobs",
+        {"config": helpers.small_config().to_dict(), "validation": False, "job_id": "x"},
+    )
+    status, headers, _ = helpers.call(service.url, method, path)
+    assert "location" not in headers
+    assert status in (404, 405), status
+
+
 def test_a_deleted_job_is_gone(service, helpers):
     job_id, _ = create(helpers, service.url)
     status, _, body = helpers.call(service.url, "DELETE", f"/jobs/{job_id}")
