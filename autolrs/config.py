@@ -110,13 +110,15 @@ class AutoLRSConfig:
             each stage's winner is the LR that lowers the loss most within τ steps, which
             favours small LRs early; a final decay removes the noise floor that a larger LR
             leaves, as in warmup-stable-decay schedules. In [0, 1); > 0 needs ``total_steps``.
-        larger_lr_tolerance: η* is the largest explored LR whose predicted loss lies within
-            this share of the best candidate's predicted improvement (from the stage's
-            starting loss) of the best, by the GP's posterior mean and by its own forecast
-            alike; the improvement counts at most as much as the best predicted loss itself
-            when that is positive, so a stage that starts far above every forecast does not
-            take an LR whose loss is a multiple of the best's. 0 picks the best candidate
-            itself. In [0, 1).
+        larger_lr_tolerance: From the second stage on, η* is the largest explored LR whose
+            predicted loss lies within this share of the best candidate's predicted
+            improvement (from the stage's starting loss) of the best, by the GP's posterior
+            mean and by its own forecast alike; the improvement counts at most as much as the
+            best predicted loss itself when that is positive, so a stage that starts far
+            above every forecast does not take an LR whose loss is a multiple of the best's.
+            The first stage, from initialisation, takes the best candidate: there a fall is
+            mostly progress, not noise that a later decay removes. 0 picks the best candidate
+            in every stage. In [0, 1).
         search_window: From the second stage on, search only LRs within this factor of the
             previous stage's η* (clipped to [min_lr, max_lr]), η* itself among them: the
             best LR drifts smoothly, so a few candidates near it beat many spread over the

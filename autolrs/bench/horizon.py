@@ -6,9 +6,9 @@ perfect forecasts and no search cost at all, which isolates the objective from t
 whatever gap to a tuned schedule remains here is the objective's own. Compared:
 
 - ``greedy``: the LR whose loss at the end of the stage is lowest (the paper's objective);
-- ``tolerant``: the largest LR whose loss at the end of the stage is within ``tolerance`` of
-  the best one's improvement from the stage's start, and of the best loss itself (the
-  library's ``larger_lr_tolerance``);
+- ``tolerant``: from the second stage on, the largest LR whose loss at the end of the stage
+  is within ``tolerance`` of the best one's improvement from the stage's start, and of the
+  best loss itself (the library's ``larger_lr_tolerance``); the first stage is greedy;
 - ``decay-after``: the LR whose loss is lowest after the stage *followed by a linear decay
   from that LR to 0* over ``decay_factor``·τ further steps: a look past the stage's end that
   a search could estimate with a short decay at the end of each trial;
@@ -201,11 +201,12 @@ def run_objective(
     lengths = stage_lengths(config, update_steps)
     v = nqm.initial()
     done, chosen = 0, []
-    for tau in lengths:
+    for index, tau in enumerate(lengths):
         start = float(nqm.loss(v))
         ends = nqm.constant(v, lrs, tau)
         at_end = nqm.loss(ends)
-        if objective == "greedy":
+        # The library's tolerance applies from the second stage on.
+        if objective == "greedy" or (objective == "tolerant" and index == 0):
             pick = int(np.argmin(at_end))
         elif objective == "tolerant":
             best = float(at_end.min())

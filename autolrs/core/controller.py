@@ -504,10 +504,13 @@ class Controller:
 
     def _choose(self, stage: StageRecord) -> list[Command]:
         """Pick η* among the explored candidates and start the stage's training with it."""
+        # The first stage starts from initialisation, where every candidate's fall is mostly
+        # optimisation, not noise a later decay would remove: it takes the best candidate.
+        tolerance = self._config.larger_lr_tolerance if stage.index > 0 else 0.0
         choice = self._search_for(stage).choose(
             stage_observations(stage),
             by=self._config.choose_by,
-            larger_lr_tolerance=self._config.larger_lr_tolerance,
+            larger_lr_tolerance=tolerance,
             start_value=stage_start_value(stage),
         )
         if choice.reason == "all_failed" and stage.search_range is not None:
