@@ -287,8 +287,9 @@ class AutoLRSConfig:
         :meth:`paper_for_budget`'s stage lengths and validation cadence, with the search made
         cheaper and less greedy (:data:`BUDGET_DEFAULTS`): four candidates per stage, searched
         from the second stage on within a factor 3 of the previous stage's LR, the largest LR
-        that keeps three quarters of the best's predicted improvement chosen, and the last half
-        of the budget spent decaying the LR linearly to 0 with no search. The search costs
+        within three quarters of the best's predicted improvement (and of its predicted loss)
+        chosen from the second stage on, and the last half of the budget spent decaying the LR
+        linearly to 0 with no search. The search costs
         about an eighth of the budget (the paper's algorithm: about as many steps as it
         keeps), and it is paid out of the budget: the run ends after ``total_steps`` optimizer
         steps in all.
