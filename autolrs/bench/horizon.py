@@ -122,20 +122,22 @@ class NQMMoments:
         ``v`` is (d,) or (G, d).
         """
         starts = np.asarray(starts, dtype=float)[:, None]
-        v = np.broadcast_to(v, (starts.shape[0], self.h.size)).copy()
-        with np.errstate(over="ignore", invalid="ignore"):
-            for i in range(steps):
-                lr = starts * (steps - i) / steps
-                v = (1.0 - lr * self.h) ** 2 * v + lr**2 * self.h / self.batch_size
+        v = np.broadcast_to(v, (starts.shape[0], self.h.size))
+        for i in range(steps):
+            v = self.step(v, starts * (steps - i) / steps)
         return v
 
     def schedule(self, lrs: Sequence[float]) -> float:
         """Expected loss after SGD with the given per-step LRs, from v₀."""
         v = self.initial()
-        with np.errstate(over="ignore", invalid="ignore"):
-            for lr in lrs:
-                v = (1.0 - lr * self.h) ** 2 * v + lr**2 * self.h / self.batch_size
+        for lr in lrs:
+            v = self.step(v, lr)
         return float(self.loss(v))
+
+    def step(self, v: np.ndarray, lr: float | np.ndarray) -> np.ndarray:
+        """The moments after one SGD step at ``lr`` (a number, or a (G, 1) column per row)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (1.0 - lr * self.h) ** 2 * v + lr**2 * self.h / self.batch_size
 
 
 @dataclass(frozen=True)
@@ -255,14 +257,6 @@ def wsd_lrs(peak: float, steps: int, decay_fraction: float) -> list[float]:
     return [peak] * flat + [peak * (decay - i) / decay for i in range(decay)]
 
 
-def _cosine_peak(peak: float, *, steps: int) -> list[float]:
-    return cosine_lrs(peak, steps)
-
-
-def _wsd_peak(peak: float, *, steps: int, fraction: float) -> list[float]:
-    return wsd_lrs(peak, steps, fraction)
-
-
 def run_schedule(
     nqm: NQMMoments, make: Callable[[float], list[float]], peaks: np.ndarray
 ) -> tuple[float, float]:
@@ -298,10 +292,10 @@ def study(
     for share in update_shares:
         steps = round(budget * share)
         references = {
-            "cosine": run_schedule(nqm, functools.partial(_cosine_peak, steps=steps), lrs),
+            "cosine": run_schedule(nqm, functools.partial(cosine_lrs, steps=steps), lrs),
             f"wsd {default.cooldown_fraction:g}": run_schedule(
                 nqm,
-                functools.partial(_wsd_peak, steps=steps, fraction=default.cooldown_fraction),
+                functools.partial(wsd_lrs, steps=steps, decay_fraction=default.cooldown_fraction),
                 lrs,
             ),
         }

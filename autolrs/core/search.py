@@ -283,11 +283,7 @@ class GPSearch:
         observations = self._checked(observations)
         for i, lr in enumerate(pending):
             _check_positive_finite(f"pending[{i}]", lr)
-            if not self.min_lr * (1.0 - _BOUND_RTOL) <= lr <= self.max_lr * (1.0 + _BOUND_RTOL):
-                raise ConfigError(
-                    f"pending[{i}] must be in [min_lr, max_lr] = "
-                    f"[{self.min_lr!r}, {self.max_lr!r}], got {lr!r}"
-                )
+            self._check_in_bounds(f"pending[{i}]", lr)
         pending = [float(lr) for lr in pending]
         if pending:
             if not observations:
@@ -463,19 +459,21 @@ class GPSearch:
 
     def _checked(self, observations: Sequence[Observation]) -> list[Observation]:
         checked = list(observations)
-        low = self.min_lr * (1.0 - _BOUND_RTOL)
-        high = self.max_lr * (1.0 + _BOUND_RTOL)
         for i, o in enumerate(checked):
             if not isinstance(o, Observation):
                 raise ConfigError(
                     f"observations[{i}] must be an Observation, got {type(o).__name__}"
                 )
-            if not low <= o.lr <= high:
-                raise ConfigError(
-                    f"observations[{i}].lr must be in [min_lr, max_lr] = "
-                    f"[{self.min_lr!r}, {self.max_lr!r}], got {o.lr!r}"
-                )
+            self._check_in_bounds(f"observations[{i}].lr", o.lr)
         return checked
+
+    def _check_in_bounds(self, name: str, lr: float) -> None:
+        """Refuse an LR outside [min_lr, max_lr], allowing float round-off at either end."""
+        if not self.min_lr * (1.0 - _BOUND_RTOL) <= lr <= self.max_lr * (1.0 + _BOUND_RTOL):
+            raise ConfigError(
+                f"{name} must be in [min_lr, max_lr] = "
+                f"[{self.min_lr!r}, {self.max_lr!r}], got {lr!r}"
+            )
 
     def _choice(
         self,
