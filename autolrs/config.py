@@ -39,6 +39,7 @@ BUDGET_DEFAULTS: dict[str, Any] = {
     "cooldown_fraction": 0.5,
     "budget_includes_search": True,
     "restart_on_no_progress": True,
+    "stop_search_when_settled": True,
 }
 
 #: Fewest loss values a trial must yield for its exponential forecast (three parameters + 2).
@@ -128,6 +129,14 @@ class AutoLRSConfig:
             next-best candidate, as a diverged one is; once per stage, the second result
             stands. It catches the harm a too-large LR does without exploding, such as a
             network whose units die and stay at chance level.
+        stop_search_when_settled: Once a stage's windowed search keeps the previous stage's
+            η* (its anchor), the search has settled: the steps left before the cooldown are
+            trained as one stage at that LR, with no trials, so the steps the trials would
+            have cost train instead. Should that stage diverge or lose ground
+            (``restart_on_no_progress``), it is rolled back and searched after all. Takes
+            effect only with a ``search_window``, which supplies the anchor, and a cooldown
+            (``cooldown_fraction`` > 0): without one, the search's falling LRs are the run's
+            only decay, and it goes on.
     """
 
     min_lr: float
@@ -154,6 +163,7 @@ class AutoLRSConfig:
     larger_lr_tolerance: float = 0.0
     search_window: float | None = None
     restart_on_no_progress: bool = False
+    stop_search_when_settled: bool = False
 
     def __post_init__(self) -> None:
         _check_positive_float("min_lr", self.min_lr)
@@ -258,6 +268,7 @@ class AutoLRSConfig:
             if self.search_window <= 1:
                 raise ConfigError(f"search_window must be > 1 or None, got {self.search_window!r}")
         _check_bool("restart_on_no_progress", self.restart_on_no_progress)
+        _check_bool("stop_search_when_settled", self.stop_search_when_settled)
         # Store plain Python numbers (a NumPy scalar passed in must not leak into JSON).
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)

@@ -45,6 +45,7 @@ GOOD = {"min_lr": 1e-3, "max_lr": 1e-1}
         ({"gp_length_scale": 0.0}, "gp_length_scale must be > 0"),
         ({"gp_fit_hyperparameters": "yes"}, "gp_fit_hyperparameters must be True or False"),
         ({"keep_last_trial": None}, "keep_last_trial must be True or False"),
+        ({"stop_search_when_settled": 1}, "stop_search_when_settled must be True or False"),
         ({"stage_steps": 40, "max_stage_steps": 80}, "trials of 4 steps; the forecast needs"),
         ({"val_every": 200}, "val_every=200 gives 4 validation losses per trial of 800 steps"),
         ({"cooldown_fraction": 1.0, "total_steps": 100}, r"cooldown_fraction must be in \[0, 1\)"),

@@ -78,6 +78,7 @@ METHODS: tuple[str, ...] = (
     "autolrs-no-tolerance",
     "autolrs-no-window",
     "autolrs-no-fewer-candidates",
+    "autolrs-no-settling",
 )
 
 #: Families swept over the LR grid: the three baselines, and schedule-free for its tuned row.
@@ -104,6 +105,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "autolrs-no-tolerance": {"larger_lr_tolerance": 0.0},
     "autolrs-no-window": {"search_window": None},
     "autolrs-no-fewer-candidates": {"num_candidates": AutoLRSConfig.num_candidates},
+    "autolrs-no-settling": {"stop_search_when_settled": False},
 }
 
 #: AutoLRSConfig fields newer than the stored results: left out of a method's params (and so
@@ -111,6 +113,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 _KEYLESS_AT_DEFAULT: dict[str, Any] = {
     "budget_includes_search": False,
     "restart_on_no_progress": False,
+    "stop_search_when_settled": False,
 }
 
 #: A setting of the AutoLRS rows that belongs to the training loop, not to AutoLRSConfig: the

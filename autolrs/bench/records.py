@@ -215,6 +215,11 @@ def trained_stages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The stages of an AutoLRS run's history (``StageRecord.to_dict`` form) that trained.
 
     The controller opens the next stage as soon as one ends, so a run whose budget ran out
-    at a stage's end also holds a stage that tried no candidate and trained nothing.
+    at a stage's end also holds a stage that tried no candidate and trained nothing. A stage
+    trained with no candidates is the cooldown or one the search settled on.
     """
-    return [stage for stage in history if stage.get("candidates") or stage.get("cooldown")]
+    return [
+        stage
+        for stage in history
+        if stage.get("candidates") or stage.get("cooldown") or stage.get("settled")
+    ]

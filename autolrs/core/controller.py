@@ -259,31 +259,75 @@ class Controller:
     def _begin_stage(self) -> list[Command]:
         if self._cooldown_due():
             return self._begin_cooldown()
+        settled = self._settled_lr()
         self._stage_index += 1
         index = self._stage_index
         nominal = self._config.stage_length(index)
-        anchor, search_range = self._window()
-        self._history.append(
-            StageRecord(
-                index=index,
-                start_update_step=self._update_steps,
-                start_total_step=self._update_steps + self._search_steps,
-                stage_steps=self._stretch_to_budget(index, nominal),
-                trial_steps=self._config.trial_length(nominal),
-                metric=self._metric_for(index),
-                reference_loss=self._recent_loss,
-                start_loss=None if self._recent_mean is None else self._recent_mean[0],
-                start_loss_error=None if self._recent_mean is None else self._recent_mean[1],
-                search_range=search_range,
-                anchor_lr=anchor,
-            )
-        )
-        return [Snapshot(), self._next_trial()]
-
-    def _window(self) -> tuple[float | None, tuple[float, float] | None]:
-        """The next stage's anchor LR and search range, when ``search_window`` narrows it."""
-        factor = self._config.search_window
         previous = self._history[-1] if self._history else None
+        anchor, search_range = (settled, None) if settled is not None else self._window(previous)
+        stage = StageRecord(
+            index=index,
+            start_update_step=self._update_steps,
+            start_total_step=self._update_steps + self._search_steps,
+            stage_steps=self._stretch_to_budget(index, nominal),
+            trial_steps=self._config.trial_length(nominal),
+            metric=self._metric_for(index),
+            reference_loss=self._recent_loss,
+            start_loss=None if self._recent_mean is None else self._recent_mean[0],
+            start_loss_error=None if self._recent_mean is None else self._recent_mean[1],
+            search_range=search_range,
+            anchor_lr=anchor,
+        )
+        self._history.append(stage)
+        if settled is None:
+            return [Snapshot(), self._next_trial()]
+
+        end = self._search_end()
+        assert end is not None  # settling needs a cooldown, and so a budget
+        stage.settled = True
+        stage.chosen_lr = settled
+        stage.stage_steps = end - self.budget_used
+        logger.info(
+            "stage %d: the search settled on lr=%.4g; training %d steps at it before the cooldown",
+            index,
+            settled,
+            stage.stage_steps,
+        )
+        eval_every = stage.stage_steps if stage.metric == "val" else 0
+        train = self._train(
+            "stage",
+            stage.stage_steps,
+            settled,
+            eval_every,
+            abort_above=self._abort_threshold(stage),
+        )
+        return [Snapshot(), train]
+
+    def _settled_lr(self) -> float | None:
+        """The LR the search settled on, when the next stage needs no search; else None.
+
+        It has settled when the last stage's windowed search kept its anchor, the stage
+        before's η*, with no fallback and no restart (``stop_search_when_settled``).
+        """
+        config = self._config
+        if not (
+            config.stop_search_when_settled
+            and config.search_window is not None
+            and config.cooldown_fraction > 0
+            and self._history
+        ):
+            return None
+        previous = self._history[-1]
+        kept_anchor = previous.anchor_lr is not None and previous.chosen_lr == previous.anchor_lr
+        if not kept_anchor or previous.settled or previous.choice_reason or previous.restarts:
+            return None
+        return previous.chosen_lr
+
+    def _window(
+        self, previous: StageRecord | None
+    ) -> tuple[float | None, tuple[float, float] | None]:
+        """The anchor LR and search range after ``previous``, when ``search_window`` is set."""
+        factor = self._config.search_window
         if factor is None or previous is None or previous.chosen_lr is None:
             return None, None
         if previous.choice_reason:  # a fallback LR says nothing about where the best lies
@@ -640,6 +684,8 @@ class Controller:
             stage.kept_trial_steps = 0
         reason = reason or divergence(command, losses, losses) or "diverged"
         stage.restarts.append(StageRestart(lr=command.lr, steps=len(losses), reason=reason))
+        if stage.settled:
+            return self._search_after_all(stage, command, losses, reason)
         if stage.cooldown and stage.choice_reason != "all_failed":
             logger.warning(
                 "stage %d: the cooldown from lr=%.4g diverged after %d steps (%s, loss %.4g); "
@@ -684,6 +730,33 @@ class Controller:
                 stage.trial_steps, min(stage.stage_steps, end - self.budget_used)
             )
         return self._choose(stage)
+
+    def _search_after_all(
+        self, stage: StageRecord, command: Train, losses: list[float], reason: str
+    ) -> list[Command]:
+        """A settled stage failed: roll it back and search it like any other stage.
+
+        The search covers the window around the settled LR, with no anchor: that LR has just
+        failed at this stage's length, and a short trial would not show it.
+        """
+        logger.warning(
+            "stage %d: training on at the settled lr=%.4g failed after %d steps (%s, loss "
+            "%.4g); restoring the stage snapshot and searching again",
+            stage.index,
+            command.lr,
+            len(losses),
+            reason,
+            losses[-1],
+        )
+        stage.settled = False
+        stage.chosen_lr = None
+        stage.anchor_lr = None
+        previous = self._history[-2] if len(self._history) > 1 else None
+        _, stage.search_range = self._window(previous)
+        stage.stage_steps = self._stretch_to_budget(
+            stage.index, self._config.stage_length(stage.index)
+        )
+        return [Restore(), self._next_trial()]
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -128,6 +128,8 @@ class StageRecord:
         search_range: ``(low, high)`` LRs the stage's search covered, when narrower than
             [min_lr, max_lr] (``search_window``); None for the whole range.
         anchor_lr: The previous stage's η*, tried first in a windowed search; None otherwise.
+        settled: Whether the stage trained on at the previous stage's η* with no search, the
+            search having settled (``stop_search_when_settled``).
     """
 
     index: int
@@ -149,6 +151,7 @@ class StageRecord:
     cooldown: bool = False
     search_range: tuple[float, float] | None = None
     anchor_lr: float | None = None
+    settled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -190,6 +193,7 @@ class StageRecord:
                 else (float(data["search_range"][0]), float(data["search_range"][1]))
             ),
             anchor_lr=None if data.get("anchor_lr") is None else float(data["anchor_lr"]),
+            settled=bool(data.get("settled", False)),
         )
 
 

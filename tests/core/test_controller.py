@@ -795,3 +795,133 @@ def test_noisy_training_losses_must_rise_by_more_than_their_standard_error():
 
     assert outcome(2.0) == []
     assert [restart.reason for restart in outcome(0.01)] == ["no_progress"]
+
+
+def settling_config(**changes) -> AutoLRSConfig:
+    base = dict(
+        total_steps=600,
+        cooldown_fraction=0.2,
+        budget_includes_search=True,
+        search_window=3.0,
+        stop_search_when_settled=True,
+    )
+    return small_config(**{**base, **changes})
+
+
+def favour(lrs: set[float]) -> LossFn:
+    """The bowl, with every LR outside ``lrs`` half a unit worse: one of them always wins."""
+
+    def loss_fn(command: Train) -> list[float]:
+        offset = 0.0 if command.lr in lrs else 0.5
+        return [x + offset for x in bowl_curve(command.lr, command.steps)]
+
+    return loss_fn
+
+
+def first_stage_lr(config: AutoLRSConfig) -> float:
+    controller = Controller(config, validation=False)
+    run(controller, config.num_candidates)
+    return controller.history[0].chosen_lr
+
+
+def test_once_a_stage_keeps_its_anchor_the_rest_before_the_cooldown_trains_at_it_unsearched():
+    config = settling_config()
+    anchor = first_stage_lr(config)
+    controller = Controller(config, validation=False)
+    carried = run_until_finished(controller, favour({anchor}))
+
+    first, second, settled, cooldown = controller.history[:4]
+    assert not first.settled and second.anchor_lr == second.chosen_lr == anchor
+    assert len(second.candidates) == config.num_candidates
+    assert settled.settled and settled.candidates == [] and settled.chosen_lr == anchor
+    assert settled.search_range is None and settled.final_loss is not None
+    # It runs up to the cooldown, which keeps its share; the budget is spent exactly.
+    search_end = config.total_steps - config.cooldown_steps
+    assert settled.start_total_step + settled.stage_steps == search_end
+    assert cooldown.cooldown and cooldown.stage_steps == config.cooldown_steps
+    assert sum(command.steps for command in carried) == config.total_steps
+    commands = [c for c in carried if c.phase == "stage" and c.end_lr == c.lr]
+    assert commands[-1].steps == settled.stage_steps and commands[-1].lr == anchor
+    # What the skipped trials would have cost was trained instead.
+    unsettled = Controller(config.replace(stop_search_when_settled=False), validation=False)
+    run_until_finished(unsettled, favour({anchor}))
+    assert controller.search_steps < unsettled.search_steps
+    assert controller.update_steps - unsettled.update_steps == (
+        unsettled.search_steps - controller.search_steps
+    )
+    assert controller.schedule()[:3] == unsettled.schedule()[:3]
+
+
+def test_a_search_that_moves_off_its_anchor_goes_on_to_the_cooldown():
+    config = settling_config()
+    # Each stage's winner is an LR other than the previous stage's: never settled.
+    controller = Controller(config, validation=False)
+    chosen: set[float] = set()
+
+    def anchor_loses(command: Train) -> list[float]:
+        offset = 0.5 if command.lr in chosen else 0.0
+        return [x + offset for x in bowl_curve(command.lr, command.steps)]
+
+    pending = controller.start()[-1]
+    while not controller.finished:
+        pending = controller.report(answer(pending, anchor_loses))[-1]
+        chosen.update(s.chosen_lr for s in controller.history[:-1] if s.chosen_lr)
+    trained = [s for s in controller.history if s.final_loss is not None]
+    assert len(trained) >= 4 and trained[-1].cooldown
+    assert not any(s.settled for s in controller.history)
+    assert all(s.candidates for s in trained[:-1])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"search_window": None}, {"cooldown_fraction": 0.0}, {"stop_search_when_settled": False}],
+)
+def test_settling_needs_a_window_and_a_cooldown(changes):
+    config = settling_config(**changes)
+    anchor = first_stage_lr(config)
+    controller = Controller(config, validation=False)
+    run_until_finished(controller, favour({anchor}))
+    assert not any(s.settled for s in controller.history)
+    trained = [s for s in controller.history if s.final_loss is not None and not s.cooldown]
+    assert len(trained) >= 3 and all(s.candidates for s in trained)
+
+
+def test_a_settled_stage_that_diverges_is_rolled_back_and_searched_after_all():
+    config = settling_config()
+    anchor = first_stage_lr(config)
+    favoured = favour({anchor})
+
+    def settled_explodes(command: Train) -> list[float]:
+        if command.phase == "stage" and controller.history[-1].settled:
+            return favoured(command)[:5] + [math.inf]
+        return favoured(command)
+
+    controller = Controller(config, validation=False)
+    carried = run_until_finished(controller, settled_explodes)
+    stage = controller.history[2]
+    assert not stage.settled and stage.anchor_lr is None
+    assert [(r.lr, r.steps, r.reason) for r in stage.restarts] == [(anchor, 6, "non_finite")]
+    # Searched in the window around the LR that failed, which is not tried again.
+    low, high = stage.search_range
+    assert low == pytest.approx(anchor / 3) and high == pytest.approx(min(1.0, anchor * 3))
+    assert len(stage.candidates) == config.num_candidates
+    assert anchor not in {c.lr for c in stage.candidates}
+    assert stage.chosen_lr != anchor and stage.final_loss is not None
+    trained = [s for s in controller.history if s.final_loss is not None]
+    assert trained[-1].cooldown and trained[-1].stage_steps == config.cooldown_steps
+    assert carried[-1].end_lr == 0.0
+    assert controller.update_steps + controller.search_steps == config.total_steps
+
+
+def test_a_settled_stage_survives_a_state_round_trip():
+    config = settling_config()
+    anchor = first_stage_lr(config)
+    controller = Controller(config, validation=True)
+    pending = controller.start()[-1]
+    while not controller.history[-1].settled:
+        pending = controller.report(answer(pending, favour({anchor})))[-1]
+    restored = Controller.from_state_dict(json.loads(json.dumps(controller.state_dict())))
+    assert restored.history == controller.history and restored.history[-1].settled
+    report = answer(pending, favour({anchor}))
+    assert restored.report(report) == controller.report(report)
+    assert restored.history == controller.history

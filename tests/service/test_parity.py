@@ -27,6 +27,7 @@ SETUPS = [
             "restart_on_no_progress": True,
             "search_window": 3.0,
             "larger_lr_tolerance": 0.5,
+            "stop_search_when_settled": True,
         },
         True,
     ),
