@@ -299,11 +299,12 @@ class AutoLRSConfig:
         cheaper and less greedy (:data:`BUDGET_DEFAULTS`): four candidates per stage, searched
         from the second stage on within a factor 3 of the previous stage's LR, the largest LR
         within three quarters of the best's predicted improvement (and of its predicted loss)
-        chosen from the second stage on, and the last half of the budget spent decaying the LR
-        linearly to 0 with no search. The search costs
-        about an eighth of the budget (the paper's algorithm: about as many steps as it
-        keeps), and it is paid out of the budget: the run ends after ``total_steps`` optimizer
-        steps in all.
+        chosen from the second stage on, the search stopped once a stage keeps the previous
+        stage's LR (that LR then trains on until the cooldown), and the last half of the
+        budget spent decaying the LR linearly to 0 with no search. The search costs a tenth
+        of the budget or less (the paper's algorithm: about as many steps as it keeps), and
+        it is paid out of the budget: the run ends after ``total_steps`` optimizer steps in
+        all.
 
         Args:
             total_steps: T, the number of optimizer steps the run will take. ≥ 40, and large

@@ -647,7 +647,8 @@ class Controller:
         snapshot with the next-best LR, once: the second result stands either way.
 
         By the validation loss (measured on a fixed subset, so without mini-batch noise), the
-        loss at the end is compared with the highest first validation loss of the candidates.
+        loss at the end is compared with the highest first validation loss of the candidates,
+        or, in a settled stage, with the validation loss at the previous stage's end.
         By the training loss, the mean of the stage's last τ' losses with the mean of the
         losses trained just before it (:attr:`StageRecord.start_loss`), and the difference
         must also exceed :data:`NO_PROGRESS_Z` standard errors of two such means, at the
@@ -666,6 +667,10 @@ class Controller:
             # The noise of the two means, as the start measured it: a stage that went unstable
             # has a wide spread of its own, which must not excuse it.
             noise = NO_PROGRESS_Z * math.sqrt(2.0) * stage.start_loss_error
+        elif stage.settled:
+            # No candidate measured this stage's start: the previous stage's end did.
+            previous = self._history[-2]
+            start = previous.final_loss if previous.metric == "val" else None
         else:
             start = stage_start_value(stage)
         if start is None or not (math.isfinite(start) and math.isfinite(reached)):

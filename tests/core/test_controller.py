@@ -925,3 +925,29 @@ def test_a_settled_stage_survives_a_state_round_trip():
     report = answer(pending, favour({anchor}))
     assert restored.report(report) == controller.report(report)
     assert restored.history == controller.history
+
+
+@pytest.mark.parametrize(("rise", "searched_again"), [(1.5, True), (1.05, False)])
+def test_a_settled_stage_judged_by_validation_is_compared_with_the_previous_stages_end(
+    rise, searched_again
+):
+    config = settling_config(
+        total_steps=1000, stage_steps=80, max_stage_steps=80, restart_on_no_progress=True
+    )
+    anchor = first_stage_lr(config)
+    controller = Controller(config, validation=True)
+    pending = controller.start()[-1]
+    while not controller.history[-1].settled:
+        pending = controller.report(answer(pending, favour({anchor})))[-1]
+    previous, stage = controller.history[-2:]
+    assert previous.metric == stage.metric == "val" and previous.final_loss is not None
+    losses = favour({anchor})(pending)
+    reply = controller.report(
+        Report(seq=pending.seq, losses=losses, val_losses=[rise * previous.final_loss])
+    )
+    if searched_again:
+        assert [r.reason for r in stage.restarts] == ["no_progress"] and not stage.settled
+        assert kinds(reply) == ["Restore", "Train"] and reply[-1].phase == "trial"
+    else:
+        assert not stage.restarts and stage.settled and stage.final_loss is not None
+        assert controller.history[-1].cooldown

@@ -152,16 +152,20 @@ def test_replay_matches_a_run_that_kept_its_last_trial_as_progress(tmp_path):
     assert replayed_lrs(scheduler, optimizer, len(recorded)) == recorded
 
 
-def test_replay_matches_a_run_with_a_window_a_tolerance_and_a_final_cooldown(tmp_path):
+@pytest.mark.parametrize("settle", [False, True])
+def test_replay_matches_a_run_with_a_window_a_tolerance_and_a_final_cooldown(tmp_path, settle):
     cfg = config(
         total_steps=200,
         cooldown_fraction=0.25,
         search_window=3.0,
         larger_lr_tolerance=0.5,
+        stop_search_when_settled=settle,
     )
     run = Run(tmp_path, cfg)
     recorded = run.train(update_steps=200)
     assert len(recorded) == 200 and run.scheduler.finished
+    # With settling, a stage trains on at the LR its predecessor kept, unsearched.
+    assert any(stage.settled for stage in run.scheduler.history) == settle
     (cooldown,) = [stage for stage in run.scheduler.history if stage.cooldown]
     assert cooldown.start_update_step == 150 and cooldown.stage_steps == 50
     decay = [lrs[0] for lrs in recorded[150:]]
