@@ -114,6 +114,6 @@ def test_the_command_writes_json_and_markdown(tmp_path) -> None:
     methods = {row["method"] for row in results["rows"]}
     assert {"cosine", "greedy", "tolerant", "decay-after", "decay-to-end"} <= methods
     assert all(np.isfinite(row["final_loss"]) for row in results["rows"])
-    assert {row["update_steps"] for row in results["sweep"]} == {400, 350, 320}
+    assert {row["update_steps"] for row in results["sweep"]} == {400, 368, 350}
     text = (tmp_path / "horizon.md").read_text()
     assert "| greedy |" in text and "tolerance × final cooldown" in text
