@@ -84,8 +84,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=_positive_int,
         default=DEFAULT_THREADS,
-        help=f"torch threads per run; results are bit-identical only at a fixed count "
-        f"(default: {DEFAULT_THREADS})",
+        help=f"torch threads per run; results are bit-identical only at a fixed count, on "
+        f"the same kind of CPU (default: {DEFAULT_THREADS})",
     )
     parser.add_argument(
         "--bootstrap",

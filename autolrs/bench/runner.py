@@ -49,7 +49,7 @@ class RunSettings:
 
     Args:
         threads: ``torch.set_num_threads`` during a run; results are bit-identical only at a
-            fixed thread count. ≥ 1.
+            fixed thread count, on the same kind of CPU. ≥ 1.
         cap_factor: A run stops after ``cap_factor · T`` executed steps. ≥ 1.
     """
 
