@@ -185,7 +185,7 @@ def train(*, steps: int, seed: int, threads: int, progress: bool) -> DemoRun:
         val_accuracy = (logits.argmax(dim=1) == y_val).float().mean().item()
     # When the budget runs out, the scheduler has already begun the next stage's search (a
     # snapshot, no step yet): leave that stage out.
-    history = [r for r in scheduler.history if r.candidates or r.cooldown or r.settled]
+    history = [record for record in scheduler.history if record.trained]
     return DemoRun(
         config=config,
         history=history,

@@ -215,8 +215,9 @@ def trained_stages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The stages of an AutoLRS run's history (``StageRecord.to_dict`` form) that trained.
 
     The controller opens the next stage as soon as one ends, so a run whose budget ran out
-    at a stage's end also holds a stage that tried no candidate and trained nothing. A stage
-    trained with no candidates is the cooldown or one the search settled on.
+    at a stage's end also holds a stage that tried no candidate and trained nothing. The
+    stored form of :attr:`autolrs.core.history.StageRecord.trained`, read from the fields it
+    needs alone.
     """
     return [
         stage

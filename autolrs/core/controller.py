@@ -263,13 +263,20 @@ class Controller:
         self._stage_index += 1
         index = self._stage_index
         nominal = self._config.stage_length(index)
-        previous = self._history[-1] if self._history else None
-        anchor, search_range = (settled, None) if settled is not None else self._window(previous)
+        if settled is None:
+            previous = self._history[-1] if self._history else None
+            anchor, search_range = self._window(previous)
+            stage_steps = self._stretch_to_budget(index, nominal)
+        else:
+            # The steps left before the cooldown, as one stage with no trials.
+            end = self._search_end()
+            assert end is not None  # settling needs a cooldown, and so a budget
+            anchor, search_range, stage_steps = settled, None, end - self.budget_used
         stage = StageRecord(
             index=index,
             start_update_step=self._update_steps,
             start_total_step=self._update_steps + self._search_steps,
-            stage_steps=self._stretch_to_budget(index, nominal),
+            stage_steps=stage_steps,
             trial_steps=self._config.trial_length(nominal),
             metric=self._metric_for(index),
             reference_loss=self._recent_loss,
@@ -277,29 +284,22 @@ class Controller:
             start_loss_error=None if self._recent_mean is None else self._recent_mean[1],
             search_range=search_range,
             anchor_lr=anchor,
+            chosen_lr=settled,
+            settled=settled is not None,
         )
         self._history.append(stage)
         if settled is None:
             return [Snapshot(), self._next_trial()]
 
-        end = self._search_end()
-        assert end is not None  # settling needs a cooldown, and so a budget
-        stage.settled = True
-        stage.chosen_lr = settled
-        stage.stage_steps = end - self.budget_used
         logger.info(
             "stage %d: the search settled on lr=%.4g; training %d steps at it before the cooldown",
             index,
             settled,
-            stage.stage_steps,
+            stage_steps,
         )
-        eval_every = stage.stage_steps if stage.metric == "val" else 0
+        eval_every = stage_steps if stage.metric == "val" else 0
         train = self._train(
-            "stage",
-            stage.stage_steps,
-            settled,
-            eval_every,
-            abort_above=self._abort_threshold(stage),
+            "stage", stage_steps, settled, eval_every, abort_above=self._abort_threshold(stage)
         )
         return [Snapshot(), train]
 
@@ -756,8 +756,7 @@ class Controller:
         stage.settled = False
         stage.chosen_lr = None
         stage.anchor_lr = None
-        previous = self._history[-2] if len(self._history) > 1 else None
-        _, stage.search_range = self._window(previous)
+        _, stage.search_range = self._window(self._history[-2])  # settling needs a previous
         stage.stage_steps = self._stretch_to_budget(
             stage.index, self._config.stage_length(stage.index)
         )

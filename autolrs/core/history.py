@@ -153,6 +153,15 @@ class StageRecord:
     anchor_lr: float | None = None
     settled: bool = False
 
+    @property
+    def trained(self) -> bool:
+        """Whether the stage trained: it tried candidates, or it is the cooldown or settled.
+
+        The controller opens the next stage as soon as one ends, so a run that ended at a
+        stage's end also holds a stage that neither searched nor trained.
+        """
+        return bool(self.candidates) or self.cooldown or self.settled
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -6,8 +6,6 @@ from autolrs.bench.metrics import Interval, Reach
 from autolrs.bench.report import _verdicts
 from autolrs.bench.summary import BaselineSummary, MethodSummary, TaskSummary
 
-NOT_REACHED = Reach(False, math.inf, math.inf, math.inf)
-
 
 def point(value: float) -> Interval:
     return Interval(value, value, value, 3)
